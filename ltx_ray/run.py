@@ -1,0 +1,181 @@
+"""A manifest run, in order: the one function to read to know what ``ltx-ray run`` does."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, Field
+
+from ltx_ray.generate import job_hash
+from ltx_ray.manifest import InvalidRow, load_and_validate
+from ltx_ray.model_source import resolve_model
+from ltx_ray.results import ResultRow, read_results, write_result
+from ltx_ray.storage import OutputStore
+
+
+class RunConfig(BaseModel):
+    """Everything a run needs; the CLI and recipes build one of these."""
+
+    manifests: list[str] = Field(min_length=1, description="Parquet files, folders, globs or URIs")
+    out: str = Field(description="Output folder or URI")
+    model: str = Field(default="tiny", description="'tiny', a local folder, an object-store URI or a hub id")
+    device: str = Field(default="cpu", description="cpu, cuda, ...")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    address: str | None = Field(default=None, description="Ray cluster address; None starts a local Ray")
+    replicas: int = Field(default=1, ge=1, description="Generation actors, started all at once")
+    gpus_per_replica: float = Field(default=0, ge=0)
+    cpus_per_replica: float = Field(default=1, gt=0)
+    force: bool = Field(default=False, description="Regenerate jobs that already succeeded")
+    run_id: str | None = None
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    out: str
+    total: int
+    succeeded: int
+    failed: int
+    skipped: int
+    invalid: int
+    wall_s: float
+    video_seconds: float
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed or self.invalid else 0
+
+
+def run(config: RunConfig, log=print) -> RunSummary:
+    """Validate everything, then generate what is left, then summarise."""
+    started = time.perf_counter()
+    run_id = config.run_id or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+
+    # 1. Fatal checks first, before any model loads or GPU starts.
+    store = OutputStore(config.out)
+    store.check_writable()
+    model = resolve_model(config.model)
+    if config.model == "tiny":
+        log("note: using the embedded tiny LTX-2 (random weights): the videos are noise. Pass --model for real weights.")
+
+    # 2. Read and validate every manifest row; invalid rows get their failed results rows now.
+    manifest = load_and_validate(config.manifests, model.defaults)
+    for row in manifest.invalid:
+        write_result(store, row.key, _invalid_result(row, run_id))
+        for problem in row.problems:
+            log(f"invalid: {problem}")
+
+    # 3. Resume: skip jobs whose identical spec already succeeded here.
+    pending = manifest.jobs if config.force else _not_yet_done(store, manifest.jobs, model)
+    skipped = len(manifest.jobs) - len(pending)
+    log(f"run {run_id}: {len(manifest.jobs) + len(manifest.invalid)} rows, {len(pending)} to generate, "
+        f"{skipped} already done, {len(manifest.invalid)} invalid")
+
+    # 4. Generate on Ray: longest jobs first so no replica finishes the run alone.
+    statuses: dict[str, str] = {}
+    video_seconds = 0.0
+    if pending:
+        pending = sorted(pending, key=lambda j: j.video_tokens * j.steps, reverse=True)
+        jobs_uri, fs = _write_jobs_file(store, run_id, pending)
+        for row in _generate_on_ray(config, run_id, jobs_uri, fs, len(pending)):
+            statuses[row["job_id"]] = row["status"]
+            if row["status"] == "succeeded":
+                video_seconds += row["duration_s"] or 0.0
+                log(f"[{len(statuses)}/{len(pending)}] {row['job_id']}: succeeded -> {row['video_uri']}")
+            else:
+                log(f"[{len(statuses)}/{len(pending)}] {row['job_id']}: FAILED at {row['error_stage']}: {row['error']}")
+        missing = {j.job_id for j in pending} - set(statuses)
+        if missing:
+            raise RuntimeError(f"the run lost {len(missing)} jobs without a result: {sorted(missing)[:5]}")
+
+    # 5. Summarise.
+    failed = sum(1 for s in statuses.values() if s == "failed")
+    summary = RunSummary(
+        run_id=run_id,
+        out=store.root_uri,
+        total=len(manifest.jobs) + len(manifest.invalid),
+        succeeded=len(statuses) - failed,
+        failed=failed,
+        skipped=skipped,
+        invalid=len(manifest.invalid),
+        wall_s=round(time.perf_counter() - started, 3),
+        video_seconds=round(video_seconds, 3),
+    )
+    store.put(f"_runs/{run_id}/summary.json", summary.model_dump_json(indent=2).encode())
+    log(f"done: {summary.succeeded} succeeded, {summary.failed} failed, {summary.invalid} invalid, "
+        f"{summary.skipped} skipped in {summary.wall_s:.1f} s; results in {store.uri('results')}")
+    return summary
+
+
+def _invalid_result(row: InvalidRow, run_id: str) -> ResultRow:
+    problems = "; ".join(f"{p.field} = {p.value}: {p.message}" for p in row.problems)
+    metadata = {}
+    if row.metadata:
+        try:
+            parsed = json.loads(row.metadata)
+            metadata = parsed if isinstance(parsed, dict) else {}
+        except json.JSONDecodeError:
+            pass  # already reported as a problem of the row
+    return ResultRow(
+        job_id=row.job_id, status="failed", error=problems, error_stage="validate", metadata=metadata,
+        run_id=run_id, finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def _not_yet_done(store: OutputStore, jobs, model) -> list:
+    table = read_results(store)
+    done = {
+        (r["job_id"], r["job_hash"])
+        for r in table.select(["job_id", "status", "job_hash"]).to_pylist()
+        if r["status"] == "succeeded"
+    }
+    return [j for j in jobs if (j.job_id, job_hash(j, model)) not in done]
+
+
+def _write_jobs_file(store: OutputStore, run_id: str, jobs) -> tuple[str, object]:
+    """The resolved jobs of this run, for Ray Data to read (and for people to audit)."""
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    table = pa.table({"job_id": [j.job_id for j in jobs], "job": [j.model_dump_json() for j in jobs]})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    name = f"_runs/{run_id}/jobs.parquet"
+    store.put(name, sink.getvalue().to_pybytes())
+    if store.is_local:
+        return store.path(name), None
+    return store.path(name), PyFileSystem(FSSpecHandler(store.fs))
+
+
+def _generate_on_ray(config: RunConfig, run_id: str, jobs_uri: str, filesystem, num_jobs: int):
+    import ray
+    from ray.data import DataContext
+
+    from ltx_ray.batch import WorkerConfig, build_dataset
+
+    owns_ray = not ray.is_initialized()
+    if owns_ray:
+        ray.init(address=config.address, include_dashboard=False)
+    try:
+        ctx = DataContext.get_current()
+        ctx.enable_progress_bars = sys.stderr.isatty()
+        worker = WorkerConfig(
+            model=config.model, out=config.out, device=config.device, dtype=config.dtype, run_id=run_id,
+            # On CPU a replica's torch may use its share of the node's cores, not just the
+            # one CPU it reserves for Ray's scheduler.
+            torch_threads=max(1, (os.cpu_count() or 1) // config.replicas) if config.device == "cpu" else None,
+        )
+        ds = build_dataset(
+            jobs_uri, filesystem, num_jobs, worker,
+            replicas=config.replicas, gpus_per_replica=config.gpus_per_replica, cpus_per_replica=config.cpus_per_replica,
+        )
+        yield from ds.iter_rows()
+    finally:
+        if owns_ray:
+            ray.shutdown()

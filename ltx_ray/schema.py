@@ -1,0 +1,338 @@
+"""Manifest schema v1: the single source of truth for what a manifest row may hold.
+
+``ManifestRow`` is what a Parquet row (or an HTTP request) says; ``Job`` is that row with
+every default resolved, the form every later stage works on. ``manifests/SCHEMA.md`` is
+generated from the field descriptions below (``ltx-ray schema-doc``), so the two cannot
+drift.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SCHEMA_VERSION = 1
+JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+TASKS = ("t2v", "i2v", "keyframes")
+URI_SCHEMES = ("file", "s3", "gs", "gcs", "http", "https", "memory")
+DEFAULT_WIDTH, DEFAULT_HEIGHT, DEFAULT_NUM_FRAMES, DEFAULT_FPS = 768, 512, 121, 24.0
+MAX_SIDE = 4096
+MAX_FRAMES = 1441  # one minute at 24 fps
+MAX_PROMPT_CHARS = 32000
+
+
+def check_uri(value: str) -> str:
+    """A local path or a URI with a scheme fsspec can read for us."""
+    if not value or not value.strip():
+        raise ValueError("is empty; give a local path or a file://, s3://, gs:// or http(s):// URI")
+    if "://" in value:
+        scheme = value.split("://", 1)[0].lower()
+        if scheme not in URI_SCHEMES:
+            raise ValueError(
+                f"has the unsupported scheme {scheme!r}; use a local path or one of "
+                + ", ".join(f"{s}://" for s in URI_SCHEMES)
+            )
+    return value
+
+
+def frames_for_seconds(seconds: float, fps: float) -> int:
+    """The valid frame count (8k + 1) nearest to ``seconds`` at ``fps``."""
+    k = max(1, round((seconds * fps - 1) / 8))
+    return 8 * k + 1
+
+
+def stable_seed(job_id: str) -> int:
+    """The default seed: a stable hash of the job id, so the same job gives the same video."""
+    return int.from_bytes(hashlib.sha256(job_id.encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
+class Keyframe(BaseModel):
+    """One guide image placed at a frame of the output video."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    uri: str = Field(description="The image: a local path, file://, s3://, gs:// or http(s):// URI.")
+    frame: int = Field(ge=0, description="Index of the output frame this image should become (0-based).")
+    strength: float = Field(
+        default=1.0, ge=0.0, le=1.0, description="How strongly the frame follows the image, 0..1; default 1.0."
+    )
+
+    _check_uri = field_validator("uri")(classmethod(lambda cls, v: check_uri(v)))
+
+    @field_validator("strength", mode="before")
+    @classmethod
+    def _null_strength(cls, v: Any) -> Any:
+        return 1.0 if v is None else v
+
+
+class ManifestRow(BaseModel):
+    """One row of a manifest: one video to generate. A null cell means the column's default."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    job_id: str = Field(
+        pattern=JOB_ID_PATTERN,
+        description="Required. Names every output of the job (`{out}/{job_id}.mp4`); unique in a run; "
+        "letters, digits, `.`, `_`, `-`, at most 128 characters, starting with a letter or digit.",
+    )
+    prompt: str = Field(
+        min_length=1, max_length=MAX_PROMPT_CHARS, description="Required. What the video shows and sounds like."
+    )
+    task: Literal["t2v", "i2v", "keyframes"] | None = Field(
+        default=None,
+        description="`t2v`, `i2v` or `keyframes`. When absent it is inferred: keyframes given -> keyframes, "
+        "image_uri given -> i2v, else t2v. An explicit task that contradicts the inputs is an error.",
+    )
+    negative_prompt: str | None = Field(default=None, description="What the video should avoid.")
+    image_uri: str | None = Field(
+        default=None, description="First-frame image for i2v: a local path, file://, s3://, gs:// or http(s):// URI."
+    )
+    keyframes: list[Keyframe] | None = Field(
+        default=None,
+        description="Guide images at output frames: list of {uri, frame, strength}; 0 <= frame < num_frames, "
+        "frames distinct; strength defaults to 1.0.",
+    )
+    width: int | None = Field(
+        default=None, ge=32, le=MAX_SIDE, description=f"Output width in pixels, a multiple of 32; default {DEFAULT_WIDTH}."
+    )
+    height: int | None = Field(
+        default=None,
+        ge=32,
+        le=MAX_SIDE,
+        description=f"Output height in pixels, a multiple of 32; default {DEFAULT_HEIGHT}.",
+    )
+    num_frames: int | None = Field(
+        default=None,
+        ge=9,
+        le=MAX_FRAMES,
+        description=f"Number of frames, 8k + 1 (9, 17, ..., 121, ...); default {DEFAULT_NUM_FRAMES}. "
+        "Give either this or `seconds`.",
+    )
+    seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_FRAMES / DEFAULT_FPS,
+        description="Duration in seconds, converted to the nearest valid frame count at `fps`.",
+    )
+    fps: float | None = Field(default=None, gt=0, le=120, description=f"Frames per second; default {DEFAULT_FPS:g}.")
+    seed: int | None = Field(
+        default=None,
+        ge=0,
+        lt=2**63,
+        description="Random seed; default a stable hash of job_id (same job, same video).",
+    )
+    steps: int | None = Field(
+        default=None, ge=1, le=500, description="Denoising steps; default the model's own (its card)."
+    )
+    guidance_scale: float | None = Field(
+        default=None, ge=0, le=50, description="Classifier-free guidance scale; default the model's own."
+    )
+    audio: bool | None = Field(
+        default=None, description="Generate the audio track; default true. false writes a video-only mp4."
+    )
+    metadata: str | None = Field(
+        default=None,
+        description="A JSON object (as a string) passed through to the sidecar and the results (SKU, campaign, ...).",
+    )
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("is blank; write what the video should show")
+        return v
+
+    @field_validator("image_uri")
+    @classmethod
+    def _image_uri(cls, v: str | None) -> str | None:
+        return None if v is None else check_uri(v)
+
+    @field_validator("width", "height")
+    @classmethod
+    def _multiple_of_32(cls, v: int | None) -> int | None:
+        if v is not None and v % 32:
+            raise ValueError(f"must be a multiple of 32; use {max(32, round(v / 32) * 32)}")
+        return v
+
+    @field_validator("num_frames")
+    @classmethod
+    def _eight_k_plus_one(cls, v: int | None) -> int | None:
+        if v is not None and (v - 1) % 8:
+            lower = (v - 1) // 8 * 8 + 1
+            raise ValueError(f"must be 8k + 1 (9, 17, ..., 121, ...); use {lower} or {lower + 8}")
+        return v
+
+    @field_validator("seconds", "fps", "guidance_scale")
+    @classmethod
+    def _finite(cls, v: float | None) -> float | None:
+        if v is not None and not math.isfinite(v):
+            raise ValueError("must be a finite number")
+        return v
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_is_object(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            parsed = json.loads(v)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f'is not valid JSON ({exc.msg}); write a JSON object such as {{"sku": "A1"}}') from None
+        if not isinstance(parsed, dict):
+            raise ValueError('must be a JSON object such as {"sku": "A1"}, not a ' + type(parsed).__name__)
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ManifestRow:
+        if self.num_frames is not None and self.seconds is not None:
+            raise ValueError("num_frames: is given together with seconds; give only one of them")
+        inferred = "keyframes" if self.keyframes else "i2v" if self.image_uri else "t2v"
+        if self.task is not None and self.task != inferred:
+            needs = {"t2v": "no image_uri and no keyframes", "i2v": "image_uri", "keyframes": "keyframes"}
+            raise ValueError(
+                f"task: the row gives {needs[inferred]}; "
+                f"a {self.task} job needs {needs[self.task]} (or leave task empty to infer {inferred!r})"
+            )
+        if self.keyframes:
+            frames = [k.frame for k in self.keyframes]
+            total = self.resolved_num_frames()
+            if len(set(frames)) != len(frames):
+                raise ValueError(f"keyframes: frames {frames} repeat a frame; give each frame at most once")
+            if max(frames) >= total:
+                raise ValueError(
+                    f"keyframes: frame {max(frames)} is outside the video of {total} frames; "
+                    f"use 0..{total - 1} or raise num_frames"
+                )
+        return self
+
+    def resolved_fps(self) -> float:
+        return self.fps if self.fps is not None else DEFAULT_FPS
+
+    def resolved_num_frames(self) -> int:
+        if self.num_frames is not None:
+            return self.num_frames
+        if self.seconds is not None:
+            return frames_for_seconds(self.seconds, self.resolved_fps())
+        return DEFAULT_NUM_FRAMES
+
+    def resolve(self, defaults: ModelDefaults) -> Job:
+        """Every default filled in: what will actually be generated."""
+        task = self.task or ("keyframes" if self.keyframes else "i2v" if self.image_uri else "t2v")
+        return Job(
+            job_id=self.job_id,
+            task=task,
+            prompt=self.prompt,
+            negative_prompt=self.negative_prompt if self.negative_prompt is not None else defaults.negative_prompt,
+            image_uri=self.image_uri,
+            keyframes=sorted(self.keyframes or [], key=lambda k: k.frame),
+            width=self.width or DEFAULT_WIDTH,
+            height=self.height or DEFAULT_HEIGHT,
+            num_frames=self.resolved_num_frames(),
+            fps=self.resolved_fps(),
+            seed=self.seed if self.seed is not None else stable_seed(self.job_id),
+            steps=self.steps or defaults.steps,
+            guidance_scale=self.guidance_scale if self.guidance_scale is not None else defaults.guidance_scale,
+            audio=True if self.audio is None else self.audio,
+            metadata=json.loads(self.metadata) if self.metadata else {},
+        )
+
+
+class ModelDefaults(BaseModel):
+    """Generation defaults that belong to a model (read from its card, else LTX-2.0's)."""
+
+    steps: int = 40
+    guidance_scale: float = 3.0
+    negative_prompt: str = ""
+    # Extra keyword arguments for the diffusers call that depend on the model's depth
+    # (e.g. which block gets spatio-temporal guidance).
+    call_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class Job(BaseModel):
+    """A manifest row with every default resolved: exactly what is generated."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: str
+    task: Literal["t2v", "i2v", "keyframes"]
+    prompt: str
+    negative_prompt: str
+    image_uri: str | None = None
+    keyframes: list[Keyframe] = Field(default_factory=list)
+    width: int
+    height: int
+    num_frames: int
+    fps: float
+    seed: int
+    steps: int
+    guidance_scale: float
+    audio: bool
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    passthrough: dict[str, Any] = Field(default_factory=dict, description="x_ columns, kept as they came")
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_frames / self.fps
+
+    @property
+    def video_tokens(self) -> int:
+        """Latent tokens of the video stream at the real 32x / 8x compression."""
+        return ((self.num_frames - 1) // 8 + 1) * (self.height // 32) * (self.width // 32)
+
+
+class RowProblem(BaseModel):
+    """One thing wrong with one manifest row, phrased for the person who wrote it."""
+
+    job_id: str
+    field: str
+    value: str
+    message: str
+    source: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.source}: " if self.source else ""
+        return f"{where}job {self.job_id!r}: {self.field} = {self.value}: {self.message}"
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def problems_from_validation_error(row: dict, exc: ValidationError, source: str = "") -> list[RowProblem]:
+    """Turn pydantic's errors into RowProblems naming job, field, value and fix."""
+    job_id = str(row.get("job_id")) if row.get("job_id") is not None else "<missing job_id>"
+    out = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        field = ".".join(loc) if loc else "row"
+        value: Any = row
+        for part in err["loc"]:
+            try:
+                value = value[part]
+            except (KeyError, IndexError, TypeError):
+                value = err.get("input")
+                break
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        if err["type"] == "missing":
+            msg = "is required; add the column and a value for every row"
+            value = None
+        elif err["type"] == "extra_forbidden":
+            msg = "is not a manifest column; remove it, or prefix it with x_ to keep it as pass-through"
+        elif err["type"] == "string_pattern_mismatch" and loc == ["job_id"]:
+            msg = (
+                "must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit "
+                "(it names the output files)"
+            )
+        if not loc and ": " in msg:
+            # row-level checks name their field first: "FIELD: message"
+            field, msg = msg.split(": ", 1)
+            value = row.get(field)
+        out.append(RowProblem(job_id=job_id, field=field, value=_short(value), message=msg, source=source))
+    return out

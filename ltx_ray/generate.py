@@ -22,7 +22,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 from ltx_ray.inputs import InputError, fetch_inputs
-from ltx_ray.ltx2 import LTX2Engine
+from ltx_ray.ltx2 import LTX2Engine, keyframe_effective_frame
 from ltx_ray.model_source import ResolvedModel
 from ltx_ray.mux import thumbnail_jpeg, write_mp4
 from ltx_ray.results import ResultRow, write_result
@@ -118,6 +118,10 @@ class JobRunner:
                 "outputs": {"video_uri": video_uri, "thumbnail_uri": thumb_uri, "sha256": digest, "bytes": len(mp4)},
                 "video": info.model_dump(),
                 "versions": self.versions,
+                "keyframes_landed": [
+                    {"uri": k.uri, "frame": k.frame, "effective_frame": keyframe_effective_frame(k.frame)}
+                    for k in job.keyframes
+                ],
                 "timings": timings,
                 "run_id": self.run_id,
                 "finished_at": _now(),

@@ -22,6 +22,39 @@ from ltx_ray.schema import JOB_ID_PATTERN, Job, ManifestRow, ModelDefaults, RowP
 PASSTHROUGH_PREFIX = "x_"
 
 
+MANIFEST_ARROW_TYPES = {
+    "job_id": pa.string(),
+    "prompt": pa.string(),
+    "task": pa.string(),
+    "negative_prompt": pa.string(),
+    "image_uri": pa.string(),
+    "keyframes": pa.list_(pa.struct([("uri", pa.string()), ("frame", pa.int64()), ("strength", pa.float64())])),
+    "width": pa.int64(),
+    "height": pa.int64(),
+    "num_frames": pa.int64(),
+    "seconds": pa.float64(),
+    "fps": pa.float64(),
+    "seed": pa.int64(),
+    "steps": pa.int64(),
+    "guidance_scale": pa.float64(),
+    "audio": pa.bool_(),
+    "metadata": pa.string(),
+}
+
+
+def write_manifest(rows: list[dict], uri: str) -> str:
+    """Write rows as a manifest with the schema's Parquet types (other columns inferred)."""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    arrays = {}
+    for col in columns:
+        values = [row.get(col) for row in rows]
+        arrays[col] = pa.array(values, type=MANIFEST_ARROW_TYPES.get(col))
+    fs, path = fsspec.core.url_to_fs(uri)
+    with fs.open(path, "wb") as fh:
+        pq.write_table(pa.table(arrays), fh)
+    return uri
+
+
 class ManifestError(Exception):
     """A manifest that cannot be read at all: the run stops before any GPU starts."""
 

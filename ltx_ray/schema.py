@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -56,9 +55,14 @@ class Keyframe(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     uri: str = Field(description="The image: a local path, file://, s3://, gs:// or http(s):// URI.")
-    frame: int = Field(ge=0, description="Index of the output frame this image should become (0-based).")
+    frame: int = Field(
+        ge=0,
+        description="Index of the output frame this image should become (0-based). LTX-2 places "
+        "keyframes on its 8-frame latent grid: frame 0 is exact, frame F > 0 takes effect at frame "
+        "8 * ((F - 1) // 8) + 1 (exact for 1, 9, 17, ...); the sidecar records where each landed.",
+    )
     strength: float = Field(
-        default=1.0, ge=0.0, le=1.0, description="How strongly the frame follows the image, 0..1; default 1.0."
+        default=1.0, ge=0.0, le=1.0, allow_inf_nan=False, description="How strongly the frame follows the image, 0..1; default 1.0."
     )
 
     _check_uri = field_validator("uri")(classmethod(lambda cls, v: check_uri(v)))
@@ -115,10 +119,11 @@ class ManifestRow(BaseModel):
     seconds: float | None = Field(
         default=None,
         gt=0,
+        allow_inf_nan=False,
         le=MAX_FRAMES / DEFAULT_FPS,
         description="Duration in seconds, converted to the nearest valid frame count at `fps`.",
     )
-    fps: float | None = Field(default=None, gt=0, le=120, description=f"Frames per second; default {DEFAULT_FPS:g}.")
+    fps: float | None = Field(default=None, gt=0, le=120, allow_inf_nan=False, description=f"Frames per second; default {DEFAULT_FPS:g}.")
     seed: int | None = Field(
         default=None,
         ge=0,
@@ -129,7 +134,7 @@ class ManifestRow(BaseModel):
         default=None, ge=1, le=500, description="Denoising steps; default the model's own (its card)."
     )
     guidance_scale: float | None = Field(
-        default=None, ge=0, le=50, description="Classifier-free guidance scale; default the model's own."
+        default=None, ge=0, le=50, allow_inf_nan=False, description="Classifier-free guidance scale; default the model's own."
     )
     audio: bool | None = Field(
         default=None, description="Generate the audio track; default true. false writes a video-only mp4."
@@ -164,13 +169,6 @@ class ManifestRow(BaseModel):
         if v is not None and (v - 1) % 8:
             lower = (v - 1) // 8 * 8 + 1
             raise ValueError(f"must be 8k + 1 (9, 17, ..., 121, ...); use {lower} or {lower + 8}")
-        return v
-
-    @field_validator("seconds", "fps", "guidance_scale")
-    @classmethod
-    def _finite(cls, v: float | None) -> float | None:
-        if v is not None and not math.isfinite(v):
-            raise ValueError("must be a finite number")
         return v
 
     @field_validator("metadata")

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
+
+from ltx_ray.manifest import write_manifest
 
 HERE = Path(__file__).resolve().parent
 IMAGES = HERE / "demo_images"
@@ -75,16 +75,8 @@ def main() -> None:
                         dict(uri="demo_images/sneaker_back.png", frame=64, strength=1.0)],
              num_frames=65, metadata=json.dumps({"sku": "SNK-001", "layout": "turn-3"})),
     ]
-    columns = ["job_id", "prompt", "image_uri", "keyframes", "width", "height", "num_frames", "seconds", "audio", "metadata"]
-    schema = pa.schema([
-        ("job_id", pa.string()), ("prompt", pa.string()), ("image_uri", pa.string()),
-        ("keyframes", pa.list_(pa.struct([("uri", pa.string()), ("frame", pa.int64()), ("strength", pa.float64())]))),
-        ("width", pa.int64()), ("height", pa.int64()), ("num_frames", pa.int64()), ("seconds", pa.float64()),
-        ("audio", pa.bool_()), ("metadata", pa.string()),
-    ])
-    table = pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows], schema=schema)
-    pq.write_table(table, HERE / "demo.parquet")
-    print(f"wrote {HERE / 'demo.parquet'} ({table.num_rows} rows) and {IMAGES}")
+    write_manifest(rows, str(HERE / "demo.parquet"))
+    print(f"wrote {HERE / 'demo.parquet'} ({len(rows)} rows) and {IMAGES}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,45 @@
+"""``ltx-ray run MANIFEST... --out URI``: generate every row of the manifests."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that starts a run (run, submit, nightly)."""
+    p.add_argument("--out", required=True, help="output folder or URI (s3://, gs://, ...)")
+    p.add_argument("--model", default="tiny", help="'tiny' (default, random weights), a local folder, a URI or a hub id")
+    p.add_argument("--device", default="cpu", help="torch device of each replica (cpu, cuda)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--replicas", type=int, default=1, help="generation actors, started all at once")
+    p.add_argument("--gpus-per-replica", type=float, default=None, help="default 1 on cuda, 0 on cpu")
+    p.add_argument("--cpus-per-replica", type=float, default=1)
+    p.add_argument("--force", action="store_true", help="regenerate jobs that already succeeded")
+    p.add_argument("--run-id", default=None)
+
+
+def run_config_from_args(args, manifests: list[str]):
+    from ltx_ray.run import RunConfig
+
+    gpus = args.gpus_per_replica
+    if gpus is None:
+        gpus = 1 if args.device.startswith("cuda") else 0
+    return RunConfig(
+        manifests=manifests, out=args.out, model=args.model, device=args.device, dtype=args.dtype,
+        address=args.address, replicas=args.replicas, gpus_per_replica=gpus,
+        cpus_per_replica=args.cpus_per_replica, force=args.force, run_id=args.run_id,
+    )
+
+
+def add_parser(sub) -> str:
+    p = sub.add_parser("run", help="generate every row of the manifests")
+    p.add_argument("manifests", nargs="+", help="Parquet manifests: files, folders, globs or URIs")
+    add_run_options(p)
+    return "run"
+
+
+def main(args) -> int:
+    from ltx_ray.run import run
+
+    return run(run_config_from_args(args, args.manifests)).exit_code

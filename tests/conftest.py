@@ -1,0 +1,77 @@
+"""Shared fixtures: one tiny model and one local Ray per test session (starting Ray costs seconds)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA device")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory):
+    """A private cache so tests build (and prove they can build) the tiny model themselves."""
+    cache = os.environ.get("LTX_RAY_TEST_CACHE") or str(tmp_path_factory.mktemp("ltx-ray-cache"))
+    os.environ["LTX_RAY_CACHE"] = cache
+    yield Path(cache)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(model_cache):
+    from ltx_ray.model_source import resolve_model
+
+    return resolve_model("tiny")
+
+
+@pytest.fixture(scope="session")
+def ray_local(model_cache):
+    """A real local Ray shared by the session; ltx_ray.run reuses it instead of starting its own."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def engine(tiny_model):
+    from ltx_ray.ltx2 import LTX2Engine
+
+    return LTX2Engine(tiny_model.path, device="cpu", dtype="float32", defaults=tiny_model.defaults)
+
+
+def draw_image(path: Path, size=(320, 240), color=(200, 30, 40)) -> Path:
+    """A small product-like picture: a coloured disc on a light background."""
+    img = Image.new("RGB", size, (235, 235, 230))
+    from PIL import ImageDraw
+
+    ImageDraw.Draw(img).ellipse([size[0] * 0.3, size[1] * 0.3, size[0] * 0.7, size[1] * 0.8], fill=color)
+    img.save(path)
+    return path
+
+
+@pytest.fixture
+def images(tmp_path) -> dict[str, Path]:
+    return {
+        "red": draw_image(tmp_path / "red.png"),
+        "green": draw_image(tmp_path / "green.png", color=(30, 160, 60)),
+        "blue": draw_image(tmp_path / "blue.png", color=(40, 60, 200)),
+    }
+
+
+def frames_equal(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and np.array_equal(a, b)

@@ -25,12 +25,18 @@ class WorkerConfig(BaseModel):
     dtype: str = "float32"
     run_id: str
     torch_threads: int | None = None
+    # "ltx2", or "module:callable" building another engine with the same generate()
+    # interface (benchmarks use a simulated one; see bench/).
+    engine: str = "ltx2"
 
 
 class GenerationStage:
     """Holds one LTX-2 engine; turns a batch of jobs into a batch of result rows."""
 
     def __init__(self, config: dict):
+        import importlib
+
+        import ray
         import torch
 
         from ltx_ray.generate import JobRunner
@@ -42,8 +48,15 @@ class GenerationStage:
         if cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
         model = resolve_model(cfg.model)
-        engine = LTX2Engine(model.path, device=cfg.device, dtype=cfg.dtype, defaults=model.defaults)
-        self.runner = JobRunner(engine, OutputStore(cfg.out), model, device=cfg.device, dtype=cfg.dtype, run_id=cfg.run_id)
+        if cfg.engine == "ltx2":
+            engine = LTX2Engine(model.path, device=cfg.device, dtype=cfg.dtype, defaults=model.defaults)
+        else:
+            module, _, attr = cfg.engine.partition(":")
+            engine = getattr(importlib.import_module(module), attr)(model=model, device=cfg.device, dtype=cfg.dtype)
+        node_id = ray.get_runtime_context().get_node_id()
+        self.runner = JobRunner(
+            engine, OutputStore(cfg.out), model, device=cfg.device, dtype=cfg.dtype, run_id=cfg.run_id, node_id=node_id
+        )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         out: dict[str, list] = {c: [] for c in RESULT_COLUMNS}

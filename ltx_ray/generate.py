@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
+import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -51,7 +53,17 @@ def package_versions() -> dict[str, str]:
 class JobRunner:
     """Runs jobs on one loaded engine and writes their outputs to one store."""
 
-    def __init__(self, engine: LTX2Engine, store: OutputStore, model: ResolvedModel, *, device: str, dtype: str, run_id: str):
+    def __init__(
+        self,
+        engine: LTX2Engine,
+        store: OutputStore,
+        model: ResolvedModel,
+        *,
+        device: str,
+        dtype: str,
+        run_id: str,
+        node_id: str | None = None,
+    ):
         self.engine = engine
         self.store = store
         self.model = model
@@ -59,6 +71,8 @@ class JobRunner:
         self.dtype = dtype
         self.run_id = run_id
         self.versions = package_versions()
+        self.node_id = node_id
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def run(self, job: Job, on_step: Callable[[int, int], None] | None = None) -> ResultRow:
         """Generate one job and commit its outputs; never raises for a row-level failure."""
@@ -82,6 +96,8 @@ class JobRunner:
             passthrough=job.passthrough,
             job_hash=job_hash(job, self.model),
             run_id=self.run_id,
+            node_id=self.node_id,
+            worker=self.worker,
         )
         try:
             with timed("fetch_inputs"):

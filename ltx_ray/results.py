@@ -42,6 +42,8 @@ ARROW_SCHEMA = pa.schema(
         ("metadata", pa.string()),
         ("passthrough", pa.string()),
         ("job_hash", pa.string()),
+        ("node_id", pa.string()),
+        ("worker", pa.string()),
         ("run_id", pa.string()),
         ("finished_at", pa.string()),
     ]
@@ -73,6 +75,8 @@ class ResultRow(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     passthrough: dict[str, Any] = Field(default_factory=dict)
     job_hash: str | None = None
+    node_id: str | None = Field(default=None, description="Ray node that generated the job")
+    worker: str | None = Field(default=None, description="host:pid of the worker process")
     run_id: str | None = None
     finished_at: str | None = None
 

@@ -35,6 +35,7 @@ class RunConfig(BaseModel):
     cpus_per_replica: float = Field(default=1, gt=0)
     force: bool = Field(default=False, description="Regenerate jobs that already succeeded")
     run_id: str | None = None
+    engine: str = Field(default="ltx2", description="'ltx2' or 'module:callable' of a stand-in engine (benchmarks)")
 
 
 class RunSummary(BaseModel):
@@ -167,6 +168,7 @@ def _generate_on_ray(config: RunConfig, run_id: str, jobs_uri: str, filesystem, 
         ctx.enable_progress_bars = sys.stderr.isatty()
         worker = WorkerConfig(
             model=config.model, out=config.out, device=config.device, dtype=config.dtype, run_id=run_id,
+            engine=config.engine,
             # On CPU a replica's torch may use its share of the node's cores, not just the
             # one CPU it reserves for Ray's scheduler.
             torch_threads=max(1, (os.cpu_count() or 1) // config.replicas) if config.device == "cpu" else None,

@@ -55,6 +55,7 @@ def test_every_row_gets_exactly_one_results_row(mixed_run):
     assert set(results) == {"t2v", "t2v-twin", "i2v", "i2v-green", "kf", "silent", "missing-image", "bad-width"}
     assert (summary.succeeded, summary.failed, summary.invalid) == (6, 1, 1)
     assert summary.exit_code == 1
+    assert all(r["node_id"] for r in results.values() if r["error_stage"] != "validate")
 
 
 @pytest.mark.parametrize("job_id", ["t2v", "i2v", "kf"])

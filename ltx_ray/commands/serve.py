@@ -1,0 +1,71 @@
+"""``ltx-ray serve``: the /v1/videos endpoint on Ray Serve, until interrupted."""
+
+from __future__ import annotations
+
+import time
+
+
+def add_parser(sub) -> str:
+    p = sub.add_parser("serve", help="serve the OpenAI-style /v1/videos API on Ray Serve")
+    p.add_argument("--model", default="tiny", help="'tiny' (default, random weights), a local folder, a URI or a hub id")
+    p.add_argument("--store", required=True, help="folder or URI for job records, uploads and outputs (kept across restarts)")
+    p.add_argument("--replicas", type=int, default=1, help="generator replicas, one job at a time each")
+    p.add_argument("--gpus-per-replica", type=float, default=None, help="default 1 on cuda, 0 on cpu")
+    p.add_argument("--cpus-per-replica", type=float, default=1)
+    p.add_argument("--device", default="cpu", help="torch device of each replica (cpu, cuda)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (0.0.0.0 to listen on every interface)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--api-key", action="append", default=[], help="accepted bearer token (repeatable)")
+    p.add_argument("--api-key-file", default=None, help="file with one accepted key per line")
+    p.add_argument("--allow-remote-urls", action="store_true", help="fetch public http(s) image URLs named in requests")
+    p.add_argument("--max-pending-jobs", type=int, default=64, help="queued + running jobs before POST answers 429")
+    return "serve"
+
+
+def serve_args_from_cli(args):
+    from ltx_ray.serve.config import ServeArgs
+
+    gpus = args.gpus_per_replica
+    if gpus is None:
+        gpus = 1 if args.device.startswith("cuda") else 0
+    return ServeArgs(
+        store=args.store, model=args.model, device=args.device, dtype=args.dtype, replicas=args.replicas,
+        gpus_per_replica=gpus, cpus_per_replica=args.cpus_per_replica, api_keys=args.api_key,
+        api_keys_file=args.api_key_file, allow_remote_urls=args.allow_remote_urls,
+        max_pending_jobs=args.max_pending_jobs,
+    )
+
+
+def main(args) -> int:
+    import ray
+    from ray import serve
+
+    from ltx_ray.cli import FatalError
+    from ltx_ray.serve.app import build_app
+    from ltx_ray.serve.security import ApiKeys
+
+    serve_args = serve_args_from_cli(args)
+    try:
+        keys = ApiKeys.load([k.get_secret_value() for k in serve_args.api_keys], serve_args.api_keys_file,
+                            serve_args.api_keys_env)
+    except OSError as exc:
+        raise FatalError(f"--api-key-file: {exc}") from None
+    if not keys.required and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: no API key set and listening on {args.host}: anyone who can reach it can generate")
+    if args.model == "tiny":
+        print("note: using the embedded tiny LTX-2 (random weights): the videos are noise. Pass --model for real weights.")
+    ray.init(address=args.address, include_dashboard=False)
+    try:
+        serve.start(http_options={"host": args.host, "port": args.port})
+        serve.run(build_app(serve_args), name="ltx-ray", route_prefix="/")
+        print(f"serving http://{args.host}:{args.port}/v1/videos (store {serve_args.store}); Ctrl-C stops")
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopping")
+        return 0
+    finally:
+        serve.shutdown()
+        ray.shutdown()

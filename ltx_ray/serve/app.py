@@ -1,0 +1,87 @@
+"""The Serve application: an HTTP ingress and a pool of generator replicas.
+
+    VideosIngress (FastAPI, async, no GPU)  --handle-->  Generator x replicas (one job at a time)
+
+``build_app(ServeArgs)`` is a typed application builder, so the same app starts from
+``ltx-ray serve``, ``serve run ltx_ray.serve.app:build_app store=...`` or a Serve config
+(``serve deploy``, a RayService's ``serveConfigV2``) whose ``args`` are ServeArgs fields.
+"""
+
+from __future__ import annotations
+
+from ray import serve
+from ray.serve import Application
+from ray.serve.handle import DeploymentHandle
+
+from ltx_ray.serve.config import ServeArgs
+
+
+@serve.deployment(
+    # One job at a time per replica: a replica holds one pipeline, and more requests would
+    # only queue inside it where nobody can count or re-route them.
+    max_ongoing_requests=1,
+    # A job may run for many minutes; health checks stay answered because generation runs
+    # in a sync method (Serve's threadpool), never on the replica's event loop.
+    health_check_period_s=10,
+    graceful_shutdown_timeout_s=5,
+)
+class Generator:
+    """Loads the model once; runs jobs with the batch path's JobRunner."""
+
+    def __init__(self, args: ServeArgs):
+        import ray
+        import torch
+
+        from ltx_ray.generate import JobRunner
+        from ltx_ray.ltx2 import LTX2Engine
+        from ltx_ray.model_source import resolve_model
+        from ltx_ray.serve.jobs import StoreJobStore
+        from ltx_ray.serve.worker import VideoWorker
+
+        if args.torch_threads:
+            torch.set_num_threads(args.torch_threads)
+        model = resolve_model(args.model)
+        engine = LTX2Engine(model.path, device=args.device, dtype=args.dtype, defaults=model.defaults)
+        jobs = StoreJobStore(args.store)
+        runner = JobRunner(engine, jobs.outputs, model, device=args.device, dtype=args.dtype, run_id="serve",
+                           node_id=ray.get_runtime_context().get_node_id())
+        self.worker = VideoWorker(jobs, runner, model.defaults)
+
+    def run(self, video_id: str, attempt: int) -> str:
+        return self.worker.run(video_id, attempt)
+
+
+@serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0})
+@serve.ingress()
+class VideosIngress:
+    """The /v1/videos HTTP API. Run one replica: it owns the dispatch queue of the app."""
+
+    def __init__(self, args: ServeArgs, generator: DeploymentHandle):
+        from ltx_ray.serve.jobs import StoreJobStore
+        from ltx_ray.serve.security import ApiKeys, RemoteFetcher
+        from ltx_ray.serve.service import VideoService
+
+        keys = [k.get_secret_value() for k in args.api_keys]
+        self.keys = ApiKeys.load(keys, args.api_keys_file, args.api_keys_env)
+        jobs = StoreJobStore(args.store)
+        jobs.root.check_writable()
+        fetcher = RemoteFetcher(args.allow_remote_urls, args.max_remote_bytes)
+
+        async def submit(video_id: str, attempt: int) -> str:
+            return await generator.run.remote(video_id, attempt)
+
+        self.service = VideoService(args, jobs, submit, fetcher)
+
+    def __serve_build_asgi_app__(self):
+        from ltx_ray.serve.routes import build_api
+
+        return build_api(self.service, self.keys)
+
+
+def build_app(args: ServeArgs) -> Application:
+    """The application graph for ``serve.run`` / Serve configs."""
+    generator = Generator.options(
+        num_replicas=args.replicas,
+        ray_actor_options={"num_gpus": args.gpus_per_replica, "num_cpus": args.cpus_per_replica},
+    ).bind(args)
+    return VideosIngress.bind(args, generator)

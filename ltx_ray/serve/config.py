@@ -1,0 +1,47 @@
+"""``ServeArgs``: every knob of the Serve app, typed, for ``ltx-ray serve`` and Serve configs.
+
+A Serve config (``serve run`` / ``serve deploy`` / a RayService's ``serveConfigV2``) names
+``ltx_ray.serve.app:build_app`` as its import path and these fields as its ``args``; Serve
+validates the args against this model before anything starts.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from ltx_ray.schema import MAX_PROMPT_CHARS
+
+
+class ServeArgs(BaseModel):
+    """Arguments of the Serve application (``build_app``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    store: str = Field(description="Directory or fsspec URI holding job records, uploads and outputs; "
+                       "the same store after a restart keeps every job.")
+    model: str = Field(default="tiny", description="'tiny' (random weights), a local folder, an object-store URI or a hub id.")
+    served_model_name: str | None = Field(default=None, description="The `model` reported on videos when a request names none; default --model.")
+    device: str = Field(default="cpu", description="Torch device of each generator replica.")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    replicas: int = Field(default=1, ge=1, description="Generator replicas; each runs one job at a time.")
+    gpus_per_replica: float = Field(default=0, ge=0, description="GPUs reserved by each generator replica.")
+    cpus_per_replica: float = Field(default=1, ge=0, description="CPUs reserved by each generator replica.")
+    torch_threads: int | None = Field(default=None, ge=1, description="Torch CPU threads per replica; default all cores.")
+
+    api_keys: list[SecretStr] = Field(default_factory=list, description="Accepted bearer tokens. Prefer api_keys_file or "
+                                      "api_keys_env in configs: a key written here is readable by anyone who reads the config.")
+    api_keys_file: str | None = Field(default=None, description="A file with one accepted key per line (# comments allowed).")
+    api_keys_env: str | None = Field(default="LTX_RAY_API_KEYS", description="An environment variable holding comma-separated keys.")
+
+    allow_remote_urls: bool = Field(default=False, description="Fetch http(s) image URLs named in requests. Even then, "
+                                    "loopback, private, link-local and other non-public addresses are refused.")
+    max_upload_bytes: int = Field(default=32 * 2**20, ge=1024, description="Largest request body (all file parts together).")
+    max_remote_bytes: int = Field(default=32 * 2**20, ge=1024, description="Largest file fetched from a remote URL.")
+    max_prompt_chars: int = Field(default=MAX_PROMPT_CHARS, ge=1, le=MAX_PROMPT_CHARS, description="Longest prompt accepted.")
+    max_frame_pixels: int = Field(default=1920 * 1088 * 257, ge=32 * 32 * 9,
+                                  description="Largest width x height x num_frames of one video.")
+    max_pending_jobs: int = Field(default=64, ge=1, description="Queued + running jobs before POST answers 429.")
+    max_attempts: int = Field(default=2, ge=1, description="Runs of a job whose worker died before it is marked failed.")
+    poll_after_ms: int = Field(default=1000, ge=10, description="The openai-poll-after-ms header on reads.")

@@ -1,0 +1,62 @@
+"""The generator side: run one queued video job with the batch path's ``JobRunner``.
+
+The worker holds the job through its ``attempt`` (a fencing token): each write checks that
+the record still has this attempt and no tombstone, so a deleted job stops at the next
+denoising step and a re-queued job is never overwritten by an older worker.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ltx_ray.generate import JobRunner
+from ltx_ray.schema import ManifestRow, ModelDefaults
+from ltx_ray.serve.jobs import JobAbandoned, JobStore
+from ltx_ray.serve.protocol import VideoError
+
+# Progress while denoising runs to this percent; decode, mux and upload fill the rest.
+DENOISE_SHARE = 90
+
+
+class VideoWorker:
+    """Runs jobs from a JobStore on one JobRunner (one loaded engine)."""
+
+    def __init__(self, jobs: JobStore, runner: JobRunner, defaults: ModelDefaults):
+        self.jobs = jobs
+        self.runner = runner
+        self.defaults = defaults
+
+    def run(self, video_id: str, attempt: int) -> str:
+        """Generate one job; returns its final status, or 'abandoned' / 'skipped'."""
+        record = self.jobs.get(video_id)
+        if record is None or record.attempt != attempt or record.status != "queued":
+            return "skipped"  # deleted, re-queued elsewhere or already done
+        try:
+            self.jobs.update(video_id, attempt, status="in_progress", progress=0, worker=self.runner.worker)
+        except JobAbandoned:
+            return "abandoned"
+        job = ManifestRow.model_validate({"job_id": video_id, **record.row}).resolve(self.defaults)
+        last = [-1]
+
+        def on_step(step: int, total: int) -> None:
+            progress = min(DENOISE_SHARE, step * DENOISE_SHARE // max(1, total))
+            if progress != last[0]:
+                last[0] = progress
+                self.jobs.update(video_id, attempt, progress=progress)  # raises JobAbandoned: stops the pipeline
+            elif self.jobs.is_deleted(video_id):
+                raise JobAbandoned(f"video {video_id} was deleted")
+
+        result = self.runner.run(job, on_step)
+        if self.jobs.is_deleted(video_id):
+            self.jobs.purge(video_id)
+            return "abandoned"
+        now = int(time.time())
+        try:
+            if result.status == "succeeded":
+                self.jobs.update(video_id, attempt, status="completed", progress=100, completed_at=now)
+                return "completed"
+            error = VideoError(code="generation_failed", message=f"{result.error_stage}: {result.error}")
+            self.jobs.update(video_id, attempt, status="failed", completed_at=now, error=error)
+            return "failed"
+        except JobAbandoned:
+            return "abandoned"

@@ -1,0 +1,209 @@
+"""The Serve endpoint's rules without a server: request mapping, auth, URL policy, ids, config.
+
+Fast: no Ray, no model. The same rules are exercised end to end through the real client in
+tests/test_serve.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from ltx_ray.schema import ManifestRow
+from ltx_ray.serve.config import ServeArgs
+from ltx_ray.serve.intake import PLACEHOLDER, Upload, parse_create, validate_row
+from ltx_ray.serve.jobs import StoreJobStore, check_video_id
+from ltx_ray.serve.protocol import APIError, JobRecord
+from ltx_ray.serve.security import ApiKeys, RemoteFetcher, public_address
+
+REPO = Path(__file__).resolve().parents[1]
+VID = "video_" + "ab" * 16
+
+
+def png(size=(64, 48)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 40)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def intake_of(fields, files=None, max_prompt_chars=32000):
+    return parse_create(fields, files or {}, max_prompt_chars=max_prompt_chars)
+
+
+def error_of(fields, files=None, **kw) -> APIError:
+    with pytest.raises(APIError) as info:
+        validate_row(intake_of(fields, files, **kw), VID)
+    return info.value
+
+
+def test_text_form_values_are_parsed_leniently_into_a_manifest_row():
+    row = validate_row(intake_of({
+        "prompt": "a red sneaker", "size": "256x160", "seconds": "2", "fps": "24.0", "seed": "7",
+        "num_inference_steps": "4", "guidance_scale": "3.5", "audio": "false", "negative_prompt": "blurry",
+        "model": "ltx-2",
+    }), VID)
+    assert (row.width, row.height, row.seconds, row.fps, row.seed, row.steps) == (256, 160, 2.0, 24.0, 7, 4)
+    assert row.guidance_scale == 3.5 and row.audio is False and row.negative_prompt == "blurry"
+    assert row.resolve(row_defaults()).num_frames == 49  # 2 s x 24 fps -> nearest 8k + 1
+
+
+def row_defaults():
+    from ltx_ray.schema import ModelDefaults
+
+    return ModelDefaults()
+
+
+def test_num_frames_wins_over_seconds_as_the_convention_says():
+    intake = intake_of({"prompt": "p", "seconds": "4", "num_frames": "17"})
+    row = validate_row(intake, VID)
+    assert row.num_frames == 17 and row.seconds is None and intake.seconds == "4"
+
+
+def test_every_manifest_field_is_reachable_from_the_api():
+    """Generic mapping: a field added to ManifestRow is accepted without touching the HTTP layer."""
+    special = {"job_id", "width", "height", "image_uri", "keyframes", "steps"}
+    for name, info in ManifestRow.model_fields.items():
+        if name in special or name.endswith("_uri") or name == "loras":
+            continue
+        intake = intake_of({"prompt": "p", name: "x"} if name != "prompt" else {"prompt": "p"})
+        assert name in intake.row, name
+
+
+@pytest.mark.parametrize(
+    "fields, param",
+    [
+        ({"prompt": "p", "size": "250x160"}, "size"),
+        ({"prompt": "p", "size": "big"}, "size"),
+        ({"prompt": "p", "size": "256x160", "width": "256"}, "width"),
+        ({"prompt": "p", "num_frames": "20"}, "num_frames"),
+        ({"prompt": "p", "num_inference_steps": "0"}, "num_inference_steps"),
+        ({"prompt": "p", "guidance_scale": "loud"}, "guidance_scale"),
+        ({"prompt": "p", "seed": "-1"}, "seed"),
+        ({"prompt": "p", "fps": "nan"}, "fps"),
+        ({"prompt": "p", "colour": "red"}, "colour"),
+        ({"prompt": "p", "job_id": "../../etc"}, "job_id"),
+        ({"prompt": "p", "metadata": "[1]"}, "metadata"),
+        ({"prompt": "  "}, "prompt"),
+        ({}, "prompt"),
+        ({"prompt": "p", "extra_params": "{bad"}, "extra_params"),
+    ],
+)
+def test_a_bad_value_is_a_400_naming_the_request_parameter(fields, param):
+    err = error_of(fields)
+    assert err.status == 400 and err.body.param == param, err.body
+
+
+def test_a_prompt_over_the_server_limit_is_refused_before_anything_else():
+    err = error_of({"prompt": "x" * 101}, max_prompt_chars=100)
+    assert (err.status, err.body.param, err.body.code) == (400, "prompt", "prompt_too_long")
+
+
+def test_input_reference_and_keyframe_parts_become_inputs_with_placeholders():
+    first = Upload("first.png", "image/png", png())
+    k0, k1 = Upload("a.png", "image/png", png()), Upload("b.png", "image/png", png())
+    intake = intake_of({"prompt": "p", "num_frames": "17",
+                        "keyframes": json.dumps([{"frame_index": 16, "file": "b.png"}, {"frame_index": 0}])},
+                       {"keyframes": [k0, k1]})
+    assert [r.upload for r in intake.inputs] == [k1, k0]
+    assert intake.row["keyframes"][0] == {"frame": 16, "uri": f"{PLACEHOLDER}/keyframes/0"}
+    i2v = intake_of({"prompt": "p"}, {"input_reference": [first]})
+    assert i2v.row["image_uri"].startswith(PLACEHOLDER) and i2v.inputs[0].upload is first
+    err = error_of({"prompt": "p", "num_frames": "17", "keyframes": json.dumps([{"frame_index": 17}])},
+                   {"keyframes": [k0]})
+    assert err.body.param == "keyframes" and "outside the video" in err.body.message
+
+
+def test_a_file_part_with_an_unknown_name_is_refused():
+    with pytest.raises(APIError) as info:
+        intake_of({"prompt": "p"}, {"mask": [Upload("m.png", None, b"x")]})
+    assert info.value.body.param == "mask"
+
+
+# -- security ----------------------------------------------------------------------------
+
+
+def test_api_keys_come_from_args_a_file_and_the_environment(tmp_path, monkeypatch):
+    keyfile = tmp_path / "keys"
+    keyfile.write_text("# team keys\nfile-key\n\n")
+    monkeypatch.setenv("TEST_LTX_KEYS", "env-a, env-b")
+    keys = ApiKeys.load(["arg-key"], str(keyfile), "TEST_LTX_KEYS")
+    for key in ("arg-key", "file-key", "env-a", "env-b"):
+        keys.check(f"Bearer {key}")
+    for header in (None, "", "Bearer ", "Basic arg-key", "Bearer arg-ke", "Bearer arg-key2", "Bearer # team keys"):
+        with pytest.raises(APIError) as info:
+            keys.check(header)
+        assert info.value.status == 401
+    ApiKeys.load([], None, None).check(None)  # no keys: open
+
+
+@pytest.mark.parametrize("ip", ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "::1",
+                                "fe80::1", "fc00::1", "::ffff:127.0.0.1", "0.0.0.0", "100.64.0.1", "224.0.0.1"])
+def test_non_public_addresses_are_never_fetched(ip):
+    assert not public_address(ip)
+    fetcher = RemoteFetcher(allow=True, max_bytes=1024, resolver=lambda host, port: [ip])
+    with pytest.raises(APIError) as info:
+        asyncio.run(fetcher.fetch("https://images.example.com/a.png", "image_url"))
+    assert (info.value.status, info.value.body.code) == (400, "forbidden_url")
+
+
+def test_a_host_with_any_private_address_is_refused_and_public_ones_are_pinned():
+    fetcher = RemoteFetcher(allow=True, max_bytes=1024, resolver=lambda host, port: ["93.184.216.34", "10.0.0.5"])
+    with pytest.raises(APIError):
+        fetcher.check("http://mixed.example.com/a.png", "image_url")
+    public = RemoteFetcher(allow=True, max_bytes=1024, resolver=lambda host, port: ["93.184.216.34"])
+    assert public.check("https://cdn.example.com/a.png?x=1", "p") == ("https://93.184.216.34:443/a.png?x=1", "cdn.example.com")
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "/etc/passwd", "s3://bucket/key", "gopher://x/", "ftp://x/a"])
+def test_only_http_urls_are_accepted(url):
+    with pytest.raises(APIError) as info:
+        RemoteFetcher(allow=True, max_bytes=1024).check(url, "image_url")
+    assert info.value.body.code == "unsupported_url"
+
+
+def test_remote_urls_are_refused_when_the_server_does_not_allow_them():
+    with pytest.raises(APIError) as info:
+        RemoteFetcher(allow=False, max_bytes=1024).check("https://cdn.example.com/a.png", "image_url")
+    assert info.value.body.code == "remote_urls_disabled"
+
+
+@pytest.mark.parametrize("bad", ["../jobs/x", "video_../../etc", "video_" + "A" * 32, "video_" + "0" * 31,
+                                 "video_" + "0" * 32 + "/x", "", "video_" + "0" * 32 + "\n"])
+def test_only_server_minted_ids_reach_the_store(tmp_path, bad):
+    assert not check_video_id(bad)
+    store = StoreJobStore(str(tmp_path))
+    assert store.get(bad) is None
+    with pytest.raises(ValueError):
+        store.save_input(bad, "x.png", b"x")
+
+
+def test_a_record_is_written_only_by_the_attempt_that_holds_it(tmp_path):
+    from ltx_ray.serve.jobs import JobAbandoned
+
+    store = StoreJobStore(str(tmp_path))
+    store.create(JobRecord(id=VID, prompt="p", size="256x160", row={"prompt": "p"}, task="t2v", num_frames=9,
+                           fps=24.0, seed=1, attempt=2))
+    with pytest.raises(JobAbandoned):
+        store.update(VID, 1, progress=50)
+    assert store.update(VID, 2, progress=50).progress == 50
+    store.mark_deleted(VID)
+    with pytest.raises(JobAbandoned):
+        store.update(VID, 2, progress=60)
+    assert store.get(VID) is None and store.list() == []
+
+
+def test_the_serve_config_in_the_repo_starts_the_typed_builder():
+    from ray.serve.schema import ServeDeploySchema
+
+    config = yaml.safe_load((REPO / "cluster" / "serve-config.yaml").read_text())
+    ServeDeploySchema.model_validate(config)
+    (app,) = config["applications"]
+    assert app["import_path"] == "ltx_ray.serve.app:build_app"
+    args = ServeArgs.model_validate(app["args"])
+    assert args.api_keys == [] and args.api_keys_file

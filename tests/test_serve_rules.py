@@ -207,3 +207,95 @@ def test_the_serve_config_in_the_repo_starts_the_typed_builder():
     assert app["import_path"] == "ltx_ray.serve.app:build_app"
     args = ServeArgs.model_validate(app["args"])
     assert args.api_keys == [] and args.api_keys_file
+
+
+# -- orchestration of the service, with a fake generator ---------------------------------
+
+
+def fake_args(tmp_path, **kw) -> ServeArgs:
+    return ServeArgs(store=str(tmp_path), **kw)
+
+
+def record(video_id: str, status: str, attempt: int = 1) -> JobRecord:
+    return JobRecord(id=video_id, status=status, prompt="p", size="64x64", row={"prompt": "p"}, task="t2v",
+                     num_frames=9, fps=24.0, seed=1, attempt=attempt)
+
+
+def test_a_restarted_service_requeues_what_was_queued_or_running_and_fences_the_old_worker(tmp_path):
+    from ltx_ray.serve.jobs import JobAbandoned
+    from ltx_ray.serve.service import VideoService
+
+    store = StoreJobStore(str(tmp_path))
+    ids = {s: f"video_{i:032x}" for i, s in enumerate(["completed", "failed", "queued", "in_progress"])}
+    for status, video_id in ids.items():
+        store.create(record(video_id, status))
+    dispatched = []
+
+    async def fake_submit(video_id: str, attempt: int) -> str:
+        dispatched.append((video_id, attempt))
+        store.update(video_id, attempt, status="completed", progress=100)
+        return "completed"
+
+    async def restart():
+        service = VideoService(fake_args(tmp_path), store, fake_submit, fetcher=None)
+        await service.start()
+        while service.pending:
+            await asyncio.sleep(0.01)
+
+    asyncio.run(restart())
+    assert sorted(dispatched) == sorted([(ids["queued"], 2), (ids["in_progress"], 2)])
+    with pytest.raises(JobAbandoned):  # the old app's worker can no longer write the job
+        store.update(ids["in_progress"], 1, progress=50)
+    assert {r.id: (r.status, r.attempt) for r in store.list()}[ids["in_progress"]] == ("completed", 2)
+
+
+def test_a_job_whose_worker_keeps_dying_is_requeued_then_failed_never_left_in_progress(tmp_path):
+    from ltx_ray.serve.service import VideoService
+
+    store = StoreJobStore(str(tmp_path))
+    attempts = []
+
+    async def fake_dying_submit(video_id: str, attempt: int) -> str:
+        attempts.append(attempt)
+        store.update(video_id, attempt, status="in_progress", progress=40)
+        raise RuntimeError("ActorDiedError: the actor died unexpectedly")
+
+    async def scenario():
+        service = VideoService(fake_args(tmp_path, max_attempts=3), store, fake_dying_submit, fetcher=None)
+        video = await service.create({"prompt": "p", "size": "64x64", "num_frames": "9"}, {})
+        while service.pending:
+            await asyncio.sleep(0.01)
+        return await service.get(video.id)
+
+    video = asyncio.run(scenario())
+    assert attempts == [1, 2, 3]
+    assert (video.status, video.error.code, video.attempt) == ("failed", "worker_died", 3)
+    assert "attempt 3 of 3" in video.error.message
+
+
+def test_the_queue_refuses_work_beyond_max_pending_jobs(tmp_path):
+    from ltx_ray.serve.service import VideoService
+
+    store = StoreJobStore(str(tmp_path))
+
+    async def scenario():
+        release = asyncio.Event()
+
+        async def fake_blocked_submit(video_id: str, attempt: int) -> str:
+            await release.wait()
+            store.update(video_id, attempt, status="completed", progress=100)
+            return "completed"
+
+        service = VideoService(fake_args(tmp_path, max_pending_jobs=2), store, fake_blocked_submit, fetcher=None)
+        for _ in range(2):
+            await service.create({"prompt": "p", "size": "64x64", "num_frames": "9"}, {})
+        with pytest.raises(APIError) as info:
+            await service.create({"prompt": "p", "size": "64x64", "num_frames": "9"}, {})
+        release.set()
+        while service.pending:
+            await asyncio.sleep(0.01)
+        await service.create({"prompt": "p", "size": "64x64", "num_frames": "9"}, {})  # room again
+        return info.value
+
+    err = asyncio.run(scenario())
+    assert (err.status, err.body.code) == (429, "queue_full")

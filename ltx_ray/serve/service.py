@@ -162,7 +162,11 @@ class VideoService:
         except Exception as exc:  # noqa: BLE001 - a dead replica surfaces as any of Ray's errors
             log.warning("video %s attempt %d: worker failed: %s", video_id, attempt, exc)
             cause = f"the worker running the job died ({type(exc).__name__})"
-        retry = await asyncio.to_thread(self._settle, video_id, attempt, cause)
+        try:
+            retry = await asyncio.to_thread(self._settle, video_id, attempt, cause)
+        except Exception:  # noqa: BLE001 - the store failed us; the next app start re-queues the job
+            log.exception("video %s attempt %d: could not settle the job", video_id, attempt)
+            return
         if retry is not None:
             self._inflight.pop(video_id, None)
             self._dispatch(video_id, retry)

@@ -351,7 +351,7 @@ def test_jobs_survive_an_app_restart_and_an_interrupted_job_finishes_after_it(en
     # depends on the machine's speed; either way it must end completed. (The re-queue of a
     # cut-off job is pinned down in test_serve_rules.py.)
     interrupted = client.videos.create(prompt="cut off by a restart", size="256x160",
-                                       extra_body={"num_frames": 33, "num_inference_steps": 40})
+                                       extra_body={"num_frames": 17, "num_inference_steps": 8})
     wait_until(client, interrupted.id, ("in_progress",))
     serve.delete(APP)
     start_app(endpoint.args.model_copy(update={"api_keys": [], "api_keys_env": None}))

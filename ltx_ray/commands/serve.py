@@ -60,7 +60,7 @@ def main(args) -> int:
     try:
         serve.start(http_options={"host": args.host, "port": args.port})
         serve.run(build_app(serve_args), name="ltx-ray", route_prefix="/")
-        print(f"serving http://{args.host}:{args.port}/v1/videos (store {serve_args.store}); Ctrl-C stops")
+        print(f"serving http://{args.host}:{args.port}/v1/videos (store {serve_args.store}); Ctrl-C stops", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:

@@ -8,6 +8,7 @@ import fsspec
 from PIL import Image, UnidentifiedImageError
 
 from ltx_ray.ltx2 import JobInputs
+from ltx_ray.retry import with_retries
 from ltx_ray.schema import Job
 
 MAX_IMAGE_PIXELS = 8192 * 8192
@@ -19,10 +20,13 @@ class InputError(Exception):
 
 
 def read_uri_bytes(uri: str, field: str, limit: int = MAX_INPUT_BYTES) -> bytes:
-    try:
+    def read() -> bytes:
         fs, path = fsspec.core.url_to_fs(uri)
         with fs.open(path, "rb") as fh:
-            data = fh.read(limit + 1)
+            return fh.read(limit + 1)
+
+    try:
+        data = with_retries(read)
     except FileNotFoundError:
         raise InputError(f"{field} = {uri!r}: no such file; check the path or URI") from None
     except Exception as exc:  # noqa: BLE001 - any backend error is reported on the row

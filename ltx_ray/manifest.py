@@ -49,7 +49,7 @@ def write_manifest(rows: list[dict], uri: str) -> str:
     for col in columns:
         values = [row.get(col) for row in rows]
         arrays[col] = pa.array(values, type=MANIFEST_ARROW_TYPES.get(col))
-    fs, path = fsspec.core.url_to_fs(uri)
+    fs, path = fsspec.core.url_to_fs(uri, auto_mkdir=True) if "://" not in uri else fsspec.core.url_to_fs(uri)
     with fs.open(path, "wb") as fh:
         pq.write_table(pa.table(arrays), fh)
     return uri

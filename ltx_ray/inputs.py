@@ -47,7 +47,9 @@ def load_image(uri: str, field: str, size: tuple[int, int]) -> Image.Image:
             rgb = img.convert("RGB")
     except InputError:
         raise
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError:
+        raise InputError(f"{field} = {uri!r}: the image is too large to decode safely; use at most 8192x8192") from None
+    except (UnidentifiedImageError, OSError) as exc:
         raise InputError(f"{field} = {uri!r}: not a readable image ({exc}); give a PNG, JPEG or WebP file") from None
     return _cover(rgb, size)
 

@@ -186,7 +186,8 @@ def _jsonable(value):
 
 def _row_key(source: str, index: int, job_id) -> str:
     """Results file name for a row: its job_id when usable, else a stable hash of where it is."""
-    if isinstance(job_id, str) and re.match(JOB_ID_PATTERN, job_id):
+    # fullmatch: "$" in a pattern would also accept a trailing newline
+    if isinstance(job_id, str) and re.fullmatch(JOB_ID_PATTERN.strip("^$"), job_id):
         return job_id
     digest = hashlib.sha256(f"{source}#{index}".encode()).hexdigest()[:16]
     return f"invalid-row-{digest}"

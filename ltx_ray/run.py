@@ -171,7 +171,8 @@ def _generate_on_ray(config: RunConfig, run_id: str, jobs_uri: str, filesystem, 
 
     owns_ray = not ray.is_initialized()
     if owns_ray:
-        ray.init(address=config.address, include_dashboard=False)
+        # No --address means a fresh local Ray, even when `ray start` left a cluster here.
+        ray.init(address=config.address or "local", include_dashboard=False)
     try:
         configure_data_context(config.no_progress_timeout_s)
         DataContext.get_current().enable_progress_bars = sys.stderr.isatty()

@@ -18,6 +18,7 @@ COMMANDS = [
     "validate",
     "make_tiny_model",
     "schema_doc",
+    "qc",
 ]
 
 

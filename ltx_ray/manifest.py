@@ -39,6 +39,7 @@ MANIFEST_ARROW_TYPES = {
     "guidance_scale": pa.float64(),
     "audio": pa.bool_(),
     "metadata": pa.string(),
+    "qc": pa.string(),
 }
 
 

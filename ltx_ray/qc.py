@@ -122,6 +122,8 @@ def check_video(
 
     for image, frame in references:
         name = f"keyframe@{frame}"
+        if name in checks:  # two images for one frame (ltx-ray qc allows it): keep both verdicts
+            name = f"{name}#{sum(k.startswith(name) for k in checks) + 1}"
         if frame not in kept:
             checks[name] = Check(score=None, threshold=config.min_keyframe_ssim, passed=False,
                                  detail=f"the video has no frame {frame} (it has {len(lumas)})")

@@ -54,10 +54,15 @@ class RunSummary(BaseModel):
         return 1 if self.failed or self.invalid else 0
 
 
+def new_run_id() -> str:
+    """A sortable, unique run id: UTC time plus a random suffix."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+
+
 def run(config: RunConfig, log=print) -> RunSummary:
     """Validate everything, then generate what is left, then summarise."""
     started = time.perf_counter()
-    run_id = config.run_id or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+    run_id = config.run_id or new_run_id()
 
     # 1. Fatal checks first, before any model loads or GPU starts.
     store = OutputStore(config.out)

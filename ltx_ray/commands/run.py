@@ -35,11 +35,20 @@ def run_config_from_args(args, manifests: list[str]):
 def add_parser(sub) -> str:
     p = sub.add_parser("run", help="generate every row of the manifests")
     p.add_argument("manifests", nargs="+", help="Parquet manifests: files, folders, globs or URIs")
+    p.add_argument("--recipe", default=None, help="a pipelines/*.yaml recipe: the manifests are product tables it expands to jobs")
     add_run_options(p)
     return "run"
 
 
 def main(args) -> int:
-    from ltx_ray.run import run
+    from ltx_ray.run import new_run_id, run
 
-    return run(run_config_from_args(args, args.manifests)).exit_code
+    if args.recipe is None:
+        return run(run_config_from_args(args, args.manifests)).exit_code
+    # A recipe run is an ordinary run of the manifest the recipe expands to, kept beside the run's other files.
+    from ltx_ray.recipes import run_recipe_manifest
+
+    args.run_id = args.run_id or new_run_id()
+    manifest, problems = run_recipe_manifest(args.recipe, args.manifests, args.out, args.run_id)
+    code = run(run_config_from_args(args, [manifest])).exit_code
+    return max(code, 1) if problems else code

@@ -161,6 +161,11 @@ def load_recipe(path: str) -> Recipe:
         except ValidationError as exc:
             problems += [f"  {where}.{'.'.join(str(p) for p in e['loc']) or 'settings'}: "
                          f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
+    for i, variant in enumerate(recipe.variants):
+        frames = layout_frames(variant, merge_settings(_set(recipe.defaults), _set(variant, JobSettings)))
+        if len(set(frames)) != len(frames):
+            problems.append(f"  variants.{i}.keyframes: land on frames {frames} (LTX-2 places keyframes on an 8-frame "
+                            "grid), so some share a frame; use fewer keyframes or more frames (num_frames/seconds)")
     if problems:
         raise RecipeError(f"recipe {path!r} has {len(problems)} problem(s):\n" + "\n".join(problems))
     return recipe
@@ -267,22 +272,27 @@ def _job_id(text: str) -> str:
     return slug
 
 
-def _layout(variant: Variant, settings: dict, row: dict, source: str) -> list[dict]:
-    """Keyframe slots to manifest keyframes, ``at`` snapped onto LTX-2's 8-frame latent grid."""
+def layout_frames(variant: Variant, settings: dict[str, Any]) -> list[int]:
+    """Output frame of each keyframe slot, ``at`` snapped onto LTX-2's 8-frame latent grid."""
     fps = settings.get("fps") or DEFAULT_FPS
     total = settings.get("num_frames") or (
         frames_for_seconds(settings["seconds"], fps) if settings.get("seconds") else DEFAULT_NUM_FRAMES)
     frames = []
-    for i, slot in enumerate(variant.keyframes or []):
+    for slot in variant.keyframes or []:
         wanted = slot.frame if slot.frame is not None else round(slot.at * (total - 1))
         # Frames 0, 1, 9, 17, ... are where a keyframe lands exactly (ltx_ray.ltx2.keyframe_effective_frame):
         # take the nearest one inside the clip.
         snapped = 0 if wanted == 0 else 8 * round((wanted - 1) / 8) + 1
-        if snapped > total - 1:
-            snapped -= 8
-        uri = _anchor(_render(slot.image, row, f"variants.{variant.name}.keyframes.{i}.image"), source)
-        frames.append({"uri": uri, "frame": snapped, "strength": slot.strength})
+        frames.append(snapped - 8 if snapped > total - 1 else snapped)
     return frames
+
+
+def _layout(variant: Variant, settings: dict, row: dict, source: str) -> list[dict]:
+    return [
+        {"uri": _anchor(_render(slot.image, row, f"variants.{variant.name}.keyframes.{i}.image"), source),
+         "frame": frame, "strength": slot.strength}
+        for i, (slot, frame) in enumerate(zip(variant.keyframes or [], layout_frames(variant, settings)))
+    ]
 
 
 def _anchor_row(row: dict, source: str) -> dict:

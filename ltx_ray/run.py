@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from ltx_ray.generate import job_hash
 from ltx_ray.manifest import InvalidRow, load_and_validate
 from ltx_ray.model_source import resolve_model
+from ltx_ray.report import write_report
 from ltx_ray.results import ResultRow, read_results, write_result
 from ltx_ray.storage import OutputStore
 
@@ -36,6 +37,7 @@ class RunConfig(BaseModel):
     force: bool = Field(default=False, description="Regenerate jobs that already succeeded")
     run_id: str | None = None
     engine: str = Field(default="ltx2", description="'ltx2' or 'module:callable' of a stand-in engine (benchmarks)")
+    gpu_hour_usd: float | None = Field(default=None, ge=0, description="Price of a GPU-hour, for the cost in the run report")
 
 
 class RunSummary(BaseModel):
@@ -48,6 +50,7 @@ class RunSummary(BaseModel):
     invalid: int
     wall_s: float
     video_seconds: float
+    report_uri: str | None = Field(default=None, description="The run's review page, _runs/{run_id}/report.html")
 
     @property
     def exit_code(self) -> int:
@@ -114,9 +117,14 @@ def run(config: RunConfig, log=print) -> RunSummary:
         wall_s=round(time.perf_counter() - started, 3),
         video_seconds=round(video_seconds, 3),
     )
+    summary.report_uri = write_report(
+        store, run_id, job_ids={j.job_id for j in manifest.jobs} | {r.key for r in manifest.invalid},
+        gpus_per_job=config.gpus_per_replica, gpu_hour_usd=config.gpu_hour_usd, summary=summary.model_dump(),
+    )
     store.put(f"_runs/{run_id}/summary.json", summary.model_dump_json(indent=2).encode())
     log(f"done: {summary.succeeded} succeeded, {summary.failed} failed, {summary.invalid} invalid, "
-        f"{summary.skipped} skipped in {summary.wall_s:.1f} s; results in {store.uri('results')}")
+        f"{summary.skipped} skipped in {summary.wall_s:.1f} s; results in {store.uri('results')}; "
+        f"report: {summary.report_uri}")
     return summary
 
 

@@ -100,3 +100,13 @@ def test_a_manifest_qc_cell_that_is_not_json_names_the_field():
     with pytest.raises(ValidationError, match="qc"):
         ManifestRow(job_id="a", prompt="p", qc="{min_motion: 1}")
     assert ManifestRow(job_id="a", prompt="p", qc="{}").qc == QCConfig()
+
+
+def test_a_keyframe_job_is_checked_at_the_frames_where_its_images_landed(engine, tiny_model, tmp_path, images):
+    keyframes = [{"uri": str(images["red"]), "frame": 0}, {"uri": str(images["blue"]), "frame": 12}]
+    job = make_job(tiny_model, job_id="kf", keyframes=keyframes, qc=json.dumps(NOISE_PASSES))
+    row = runner(engine, tiny_model, tmp_path).run(job)
+    checks = row.qc["attempts"][0]["checks"]
+    # frame 12 lands on LTX-2's latent grid at frame 9, and that is the frame compared
+    assert {"keyframe@0", "keyframe@9"} <= set(checks) and row.status == "succeeded"
+    assert -1 <= checks["keyframe@9"]["score"] < 0.5  # noise does not look like the photo

@@ -17,6 +17,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus-per-replica", type=float, default=1)
     p.add_argument("--force", action="store_true", help="regenerate jobs that already succeeded")
     p.add_argument("--run-id", default=None)
+    p.add_argument("--gpu-hour-usd", type=float, default=None, help="price of a GPU-hour, for the cost in the run report")
 
 
 def run_config_from_args(args, manifests: list[str]):
@@ -28,7 +29,7 @@ def run_config_from_args(args, manifests: list[str]):
     return RunConfig(
         manifests=manifests, out=args.out, model=args.model, device=args.device, dtype=args.dtype,
         address=args.address, replicas=args.replicas, gpus_per_replica=gpus,
-        cpus_per_replica=args.cpus_per_replica, force=args.force, run_id=args.run_id,
+        cpus_per_replica=args.cpus_per_replica, force=args.force, run_id=args.run_id, gpu_hour_usd=args.gpu_hour_usd,
     )
 
 

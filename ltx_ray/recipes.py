@@ -188,12 +188,18 @@ def _set(model: BaseModel, only: type[BaseModel] | None = None) -> dict[str, Any
     return {k: v for k, v in model.model_dump(exclude_unset=True, mode="json").items() if k in names}
 
 
+class RecipeProblem(RowProblem):
+    """A job a product row could not make, with the metadata its job would have carried."""
+
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
 @dataclass
 class Expansion:
     """Manifest rows made from product rows, and the product rows that could not be expanded."""
 
     rows: list[dict] = field(default_factory=list)
-    problems: list[RowProblem] = field(default_factory=list)
+    problems: list[RecipeProblem] = field(default_factory=list)
 
 
 def expand(recipe: Recipe, sources: list[tuple[str, list[dict]]]) -> Expansion:
@@ -227,6 +233,8 @@ def _fill_defaults(recipe: Recipe, row: dict, source: str) -> dict:
 def _expand_variant(recipe: Recipe, variant: Variant, row: dict, where: str, source: str, out: Expansion) -> None:
     key = str(row.get(recipe.key)) if row.get(recipe.key) is not None else None
     job_id = "?"
+    metadata = {"recipe": recipe.name, "product": key, "variant": variant.name,
+                **{c: _plain(row.get(c)) for c in recipe.metadata_columns}}
     try:
         job_id = _job_id(_render(recipe.job_id, row, "job_id", key=key, variant=variant.name))
         settings = merge_settings(_set(recipe.defaults), _set(variant, JobSettings))
@@ -243,11 +251,11 @@ def _expand_variant(recipe: Recipe, variant: Variant, row: dict, where: str, sou
         qc = variant.qc or recipe.qc
         if qc is not None:
             job["qc"] = qc.model_dump_json()
-        job["metadata"] = json.dumps({"recipe": recipe.name, "product": key, "variant": variant.name,
-                                      **{c: _plain(row.get(c)) for c in recipe.metadata_columns}})
+        job["metadata"] = json.dumps(metadata)
         out.rows.append(job)
     except _CellProblem as p:
-        out.problems.append(RowProblem(job_id=job_id, field=p.field, value=p.value, message=p.message, source=where))
+        out.problems.append(RecipeProblem(job_id=job_id, field=p.field, value=p.value, message=p.message, source=where,
+                                          metadata=metadata))
 
 
 class _CellProblem(Exception):
@@ -327,7 +335,9 @@ def expand_manifests(recipe: Recipe, paths: list[str]) -> Expansion:
     return expand(recipe, sources)
 
 
-def run_recipe_manifest(recipe_path: str, manifests: list[str], out: str, run_id: str, log=print) -> tuple[str, list[RowProblem]]:
+def run_recipe_manifest(
+    recipe_path: str, manifests: list[str], out: str, run_id: str, log=print
+) -> tuple[str, list[RecipeProblem]]:
     """Expand for ``ltx-ray run --recipe``: the job manifest goes to ``{out}/_runs/{run_id}/manifest.parquet``.
 
     Product rows that cannot be expanded become failed results rows (stage ``recipe``), so
@@ -347,7 +357,7 @@ def run_recipe_manifest(recipe_path: str, manifests: list[str], out: str, run_id
         log(f"invalid: {problem}")
         key = problem.job_id if problem.job_id != "?" else "recipe-" + re.sub(r"[^A-Za-z0-9]+", "-", problem.source)[-80:]
         write_result(store, key, ResultRow(
-            job_id=problem.job_id, status="failed", error_stage="recipe", run_id=run_id,
+            job_id=problem.job_id, status="failed", error_stage="recipe", run_id=run_id, metadata=problem.metadata,
             error=f"{problem.source}: {problem.field} = {problem.value}: {problem.message}",
         ))
     if not expansion.rows:

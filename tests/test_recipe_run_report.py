@@ -78,6 +78,7 @@ def test_a_product_missing_a_photo_fails_its_job_at_the_recipe_stage(recipe_run)
     _, _, results = recipe_run
     row = results["LMP-404-hero"]
     assert row["status"] == "failed" and row["error_stage"] == "recipe" and "image_front" in row["error"]
+    assert json.loads(row["metadata"]) == {"recipe": "review", "product": "LMP-404", "variant": "hero", "title": "desk lamp"}
 
 
 def test_qc_failures_are_retried_recorded_and_kept_out_of_the_accepted_videos(recipe_run):
@@ -114,7 +115,8 @@ def test_the_report_highlights_the_failed_checks_and_shows_errors(recipe_run):
     assert '<tr class="fail"><td>motion</td>' in still
     assert '<tr class="fail">' not in html[html.index('id="SNK-001-hero"'):html.index("</table>", html.index('id="SNK-001-hero"'))]
     assert "recipe:" in html and "image_front" in html  # LMP-404-hero's error
-    assert "SNK-001 &middot; trail running sneaker" in html and "LMP-404" in html
+    assert "SNK-001 &middot; trail running sneaker" in html and "LMP-404 &middot; desk lamp" in html
+    assert "Other jobs" not in html  # every job, the failed recipe row too, sits under its product
 
 
 def test_report_totals_count_videos_seconds_gpu_seconds_and_cost(recipe_run):

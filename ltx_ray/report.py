@@ -34,8 +34,8 @@ class ReportTotals(BaseModel):
     videos: int = Field(description="Accepted videos generated in this run")
     video_seconds: float = Field(description="Seconds of accepted video generated in this run")
     attempts: int = Field(description="Videos generated in this run, QC retries included")
-    worker_seconds: float = Field(description="Sum of every job's stage timings in this run")
-    gpu_seconds: float = Field(description="worker_seconds x GPUs per replica")
+    replica_seconds: float = Field(description="Time replicas spent on this run's jobs, every stage and attempt")
+    gpu_seconds: float = Field(description="Generate time (every attempt) x GPUs per replica, as in summary.json")
     gpu_hour_usd: float | None = Field(description="Price used for cost; None: not given")
     cost_usd: float | None = Field(description="gpu_seconds / 3600 x gpu_hour_usd")
 
@@ -64,8 +64,8 @@ def build_report(
     ordered = sorted(groups.items(), key=lambda kv: (kv[0] == OTHER, kv[0]))
 
     mine = [r for r in rows if r["run_id"] == run_id]
-    worker_s = sum(sum(dict(r["timings"] or []).values()) for r in mine)
-    gpu_s = worker_s * gpus_per_job
+    replica_s = sum(sum(dict(r["timings"] or []).values()) for r in mine)
+    gpu_s = sum(dict(r["timings"] or []).get("generate", 0.0) for r in mine) * gpus_per_job
     totals = ReportTotals(
         jobs=len(rows),
         succeeded=sum(r["status"] == "succeeded" for r in rows),
@@ -74,7 +74,7 @@ def build_report(
         videos=sum(r["status"] == "succeeded" for r in mine),
         video_seconds=round(sum(r["duration_s"] or 0 for r in mine if r["status"] == "succeeded"), 3),
         attempts=sum(r["attempts"] or (1 if r["video_uri"] else 0) for r in mine),
-        worker_seconds=round(worker_s, 3),
+        replica_seconds=round(replica_s, 3),
         gpu_seconds=round(gpu_s, 3),
         gpu_hour_usd=gpu_hour_usd,
         cost_usd=None if gpu_hour_usd is None else round(gpu_s / 3600 * gpu_hour_usd, 4),
@@ -177,7 +177,7 @@ tr.fail{background:#fde7e7;color:#b71c1c;font-weight:600} tr.na{color:#999}
 <div><b>{{ totals.videos }}</b>videos made</div>
 <div><b>{{ "%.1f"|format(totals.video_seconds) }}</b>seconds of video</div>
 <div><b>{{ totals.attempts }}</b>generations (QC retries included)</div>
-<div><b>{{ "%.1f"|format(totals.gpu_seconds) }}</b>GPU-seconds ({{ gpus_per_job }} GPU/replica; {{ "%.1f"|format(totals.worker_seconds) }} worker-s)</div>
+<div><b>{{ "%.1f"|format(totals.gpu_seconds) }}</b>GPU-seconds (generate x {{ gpus_per_job }} GPU/replica; {{ "%.1f"|format(totals.replica_seconds) }} replica-s in all)</div>
 <div><b>{% if totals.cost_usd is not none %}${{ "%.2f"|format(totals.cost_usd) }}{% else %}&mdash;{% endif %}</b>cost {% if totals.gpu_hour_usd is not none %}at ${{ totals.gpu_hour_usd }}/GPU-hour{% else %}(pass --gpu-hour-usd){% endif %}</div>
 </div>
 {% for product, cards in groups %}

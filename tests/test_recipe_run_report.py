@@ -122,15 +122,16 @@ def test_the_report_highlights_the_failed_checks_and_shows_errors(recipe_run):
 def test_report_totals_count_videos_seconds_gpu_seconds_and_cost(recipe_run):
     _, out, results = recipe_run
     html, totals = build_report(OutputStore(str(out)), "r1", gpus_per_job=2, gpu_hour_usd=3.6)
-    # every stage of every attempt of the three jobs that reached a worker
-    worked = sum(sum(dict(results[j]["timings"]).values()) for j in ("SNK-001-hero", "SNK-001-still", "LMP-404-still"))
+    # every stage of every attempt of the three jobs that reached a worker; GPU time is their generate time
+    worked = [dict(results[j]["timings"]) for j in ("SNK-001-hero", "SNK-001-still", "LMP-404-still")]
+    generated = sum(t["generate"] for t in worked)
     # only SNK-001-hero is accepted: both "still" jobs fail QC twice, LMP-404-hero never starts
     assert (totals.jobs, totals.succeeded, totals.failed) == (4, 1, 3)
     assert totals.videos == 1 and totals.video_seconds == pytest.approx(17 / 24, abs=0.01)
     assert totals.attempts == 1 + 2 + 2 + 0
-    assert totals.worker_seconds == pytest.approx(worked, abs=0.01)
-    assert totals.gpu_seconds == pytest.approx(2 * worked, abs=0.02)
-    assert totals.cost_usd == pytest.approx(2 * worked / 3600 * 3.6, abs=1e-3)
+    assert totals.replica_seconds == pytest.approx(sum(sum(t.values()) for t in worked), abs=0.01)
+    assert totals.gpu_seconds == pytest.approx(2 * generated, abs=0.02)
+    assert totals.cost_usd == pytest.approx(2 * generated / 3600 * 3.6, abs=1e-3)
     assert f"${totals.cost_usd:.2f}" in html
 
 

@@ -71,7 +71,10 @@ def test_every_manifest_field_is_reachable_from_the_api():
     for name, info in ManifestRow.model_fields.items():
         if name in special or name.endswith("_uri") or name == "loras":
             continue
-        intake = intake_of({"prompt": "p", name: "x"} if name != "prompt" else {"prompt": "p"})
+        from ltx_ray.serve.intake import _structured
+
+        value = "{}" if _structured(info.annotation) else "x"
+        intake = intake_of({"prompt": "p", name: value} if name != "prompt" else {"prompt": "p"})
         assert name in intake.row, name
 
 
@@ -108,10 +111,11 @@ def test_input_reference_and_keyframe_parts_become_inputs_with_placeholders():
     first = Upload("first.png", "image/png", png())
     k0, k1 = Upload("a.png", "image/png", png()), Upload("b.png", "image/png", png())
     intake = intake_of({"prompt": "p", "num_frames": "17",
-                        "keyframes": json.dumps([{"frame_index": 16, "file": "b.png"}, {"frame_index": 0}])},
+                        "keyframes": json.dumps([{"frame_index": 0, "file": "b.png"}, {"frame_index": 16}])},
                        {"keyframes": [k0, k1]})
     assert [r.upload for r in intake.inputs] == [k1, k0]
-    assert intake.row["keyframes"][0] == {"frame": 16, "uri": f"{PLACEHOLDER}/keyframes/0"}
+    assert intake.row["keyframes"][1] == {"frame": 16, "uri": f"{PLACEHOLDER}/keyframes/1"}
+    validate_row(intake, VID)
     i2v = intake_of({"prompt": "p"}, {"input_reference": [first]})
     assert i2v.row["image_uri"].startswith(PLACEHOLDER) and i2v.inputs[0].upload is first
     err = error_of({"prompt": "p", "num_frames": "17", "keyframes": json.dumps([{"frame_index": 17}])},

@@ -5,7 +5,7 @@ Layout under the store root (a directory or any fsspec URI)::
     jobs/{id}.json          the JobRecord (status, progress, the ManifestRow to generate)
     jobs/{id}.deleted       tombstone: the video was deleted; no worker may write it again
     inputs/{id}/{name}      uploaded or fetched input images
-    videos/{id}.mp4 .jpg .json, videos/results/{id}.parquet   outputs of JobRunner (as in batch)
+    videos/{id}.mp4 .jpg .webp .json, videos/results/{id}.parquet   outputs of JobRunner (as in batch)
 
 Workers write a record only while they hold its current ``attempt`` (a fencing token), so a
 re-queued job is never overwritten by the worker that was thought dead.
@@ -111,8 +111,8 @@ class StoreJobStore:
 
     def purge(self, video_id: str) -> None:
         """Remove the record, inputs and outputs of a deleted video (the tombstone stays)."""
-        for name in (f"{video_id}.mp4", f"{video_id}.jpg", f"{video_id}.json", f"{video_id}{SPRITESHEET_SUFFIX}",
-                     result_name(video_id)):
+        media = [f"{folder}{video_id}{ext}" for folder in ("", "rejected/") for ext in (".mp4", ".jpg", ".webp")]
+        for name in [*media, f"{video_id}.json", f"{video_id}{SPRITESHEET_SUFFIX}", result_name(video_id)]:
             self.outputs.delete(name)
         for name in self.root.list(f"inputs/{video_id}"):
             self.root.delete(name)

@@ -39,7 +39,8 @@ class VideoWorker:
         last = [-1]
 
         def on_step(step: int, total: int) -> None:
-            progress = min(DENOISE_SHARE, step * DENOISE_SHARE // max(1, total))
+            # Never backwards: a QC retry denoises again from step 1.
+            progress = max(last[0], min(DENOISE_SHARE, step * DENOISE_SHARE // max(1, total)))
             if progress != last[0]:
                 last[0] = progress
                 self.jobs.update(video_id, attempt, progress=progress)  # raises JobAbandoned: stops the pipeline

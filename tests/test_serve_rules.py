@@ -303,3 +303,34 @@ def test_the_queue_refuses_work_beyond_max_pending_jobs(tmp_path):
 
     err = asyncio.run(scenario())
     assert (err.status, err.body.code) == (429, "queue_full")
+
+
+@pytest.fixture(params=["local", "s3"])
+def store_uri(request, tmp_path, s3_endpoint):
+    import uuid
+
+    import fsspec
+
+    if request.param == "local":
+        return str(tmp_path / "store")
+    bucket = f"ltx-ray-serve-{uuid.uuid4().hex[:12]}"
+    fsspec.filesystem("s3").mkdir(bucket)
+    return f"s3://{bucket}/serve"
+
+
+def test_the_job_store_keeps_records_inputs_and_outputs_on_a_folder_or_s3(store_uri):
+    store = StoreJobStore(store_uri)
+    first, second = f"video_{1:032x}", f"video_{2:032x}"
+    store.create(record(first, "queued"))
+    store.create(record(second, "completed"))
+    uri = store.save_input(first, "image_uri.png", png())
+    assert uri.startswith(store_uri.rstrip("/")) and "inputs/" + first in uri
+    store.outputs.put(f"{first}.mp4", b"mp4")
+    reopened = StoreJobStore(store_uri)  # what a restarted app sees
+    assert [r.id for r in reopened.list()] == [first, second]
+    assert reopened.update(first, 1, status="in_progress", progress=30).progress == 30
+    reopened.mark_deleted(first)
+    reopened.purge(first)
+    assert reopened.get(first) is None and not reopened.outputs.exists(f"{first}.mp4")
+    assert reopened.root.list(f"inputs/{first}") == []
+    assert [r.id for r in StoreJobStore(store_uri).list()] == [second]

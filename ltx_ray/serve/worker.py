@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 
+from pydantic import ValidationError
+
 from ltx_ray.generate import JobRunner
 from ltx_ray.schema import ManifestRow, ModelDefaults
 from ltx_ray.serve.jobs import JobAbandoned, JobStore
@@ -35,7 +37,12 @@ class VideoWorker:
             self.jobs.update(video_id, attempt, status="in_progress", progress=0, worker=self.runner.worker)
         except JobAbandoned:
             return "abandoned"
-        job = ManifestRow.model_validate({"job_id": video_id, **record.row}).resolve(self.defaults)
+        try:
+            job = ManifestRow.model_validate({"job_id": video_id, **record.row}).resolve(self.defaults)
+        except ValidationError as exc:  # a record from an older schema: deterministic, never retried
+            error = VideoError(code="invalid_job", message=f"the stored job no longer validates: {exc}"[:2000])
+            self.jobs.update(video_id, attempt, status="failed", completed_at=int(time.time()), error=error)
+            return "failed"
         last = [-1]
 
         def on_step(step: int, total: int) -> None:

@@ -211,6 +211,15 @@ def test_the_serve_config_in_the_repo_starts_the_typed_builder():
     assert app["import_path"] == "ltx_ray.serve.app:build_app"
     args = ServeArgs.model_validate(app["args"])
     assert args.api_keys == [] and args.api_keys_file
+    # What `serve run` / `serve deploy` do with import_path and args: a typed builder call.
+    from ray.serve import Application
+    from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
+
+    from ltx_ray.serve.app import build_app
+
+    assert isinstance(call_user_app_builder_with_args_if_necessary(build_app, app["args"]), Application)
+    with pytest.raises(Exception, match="replicas"):
+        call_user_app_builder_with_args_if_necessary(build_app, {**app["args"], "replicas": 0})
 
 
 # -- orchestration of the service, with a fake generator ---------------------------------

@@ -7,8 +7,8 @@
 (``serve deploy``, a RayService's ``serveConfigV2``) whose ``args`` are ServeArgs fields.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Serve reads build_app's annotation at run
+# time to turn a config's `args` into ServeArgs, and a string annotation would skip that.
 from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle

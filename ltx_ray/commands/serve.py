@@ -56,7 +56,8 @@ def main(args) -> int:
         print(f"warning: no API key set and listening on {args.host}: anyone who can reach it can generate")
     if args.model == "tiny":
         print("note: using the embedded tiny LTX-2 (random weights): the videos are noise. Pass --model for real weights.")
-    ray.init(address=args.address, include_dashboard=False)
+    # No --address means a fresh local Ray, even when `ray start` left a cluster here (as run does).
+    ray.init(address=args.address or "local", include_dashboard=False)
     try:
         serve.start(http_options={"host": args.host, "port": args.port})
         serve.run(build_app(serve_args), name="ltx-ray", route_prefix="/")

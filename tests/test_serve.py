@@ -75,7 +75,7 @@ def endpoint(ray_local, tmp_path_factory):
     args = ServeArgs(
         store=str(store), api_keys=[KEY], api_keys_env=None, allow_remote_urls=True, max_pending_jobs=10,
         poll_after_ms=50, max_prompt_chars=2000, max_upload_bytes=2 * 2**20, max_frame_pixels=256 * 160 * 33,
-        torch_threads=2,
+        torch_threads=2, watch_interval_s=1, stale_after_s=20,
     )
     start_app(args)
     yield Endpoint(port, store, args)
@@ -177,6 +177,17 @@ def test_keyframes_go_as_repeated_file_parts_and_land_on_their_frames(endpoint):
     landed = sidecar["keyframes_landed"]
     assert [(k["frame"], k["effective_frame"]) for k in landed] == [(0, 0), (16, 9)]
     assert all(k["uri"].startswith(str(endpoint.store / "inputs" / video.id)) for k in landed)
+
+
+def test_a_json_body_is_accepted_as_well_as_multipart(endpoint):
+    with endpoint.http() as http:
+        resp = http.post("/videos", json={"prompt": "a lamp", "size": "64x64", "num_frames": 9, "seed": 3,
+                                          "extra_params": {"guidance_scale": 2.5}})
+    assert resp.status_code == 200, resp.text
+    video = wait_until(endpoint.client(), resp.json()["id"])
+    assert video.status == "completed" and video.model_extra["seed"] == 3
+    sidecar = json.loads((endpoint.store / "videos" / f"{video.id}.json").read_text())
+    assert sidecar["job"]["guidance_scale"] == 2.5
 
 
 def test_the_list_pages_with_after_and_limit_in_both_orders(endpoint):

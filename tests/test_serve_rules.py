@@ -343,3 +343,33 @@ def test_the_job_store_keeps_records_inputs_and_outputs_on_a_folder_or_s3(store_
     assert reopened.get(first) is None and not reopened.outputs.exists(f"{first}.mp4")
     assert reopened.root.list(f"inputs/{first}") == []
     assert [r.id for r in StoreJobStore(store_uri).list()] == [second]
+
+
+def test_the_watcher_requeues_a_job_no_dispatch_holds_or_whose_worker_went_silent(tmp_path):
+    import time as clock
+
+    from ltx_ray.serve.service import VideoService
+
+    store = StoreJobStore(str(tmp_path))
+    orphan, silent = f"video_{1:032x}", f"video_{2:032x}"
+    for video_id in (orphan, silent):
+        old = record(video_id, "in_progress").model_copy(update={"updated_at": clock.time() - 100})
+        store.root.put(f"jobs/{video_id}.json", old.model_dump_json().encode())  # as a crashed worker left it
+    dispatched = []
+
+    async def fake_submit(video_id: str, attempt: int) -> str:
+        dispatched.append((video_id, attempt))
+        store.update(video_id, attempt, status="completed", progress=100)
+        return "completed"
+
+    async def scenario():
+        service = VideoService(fake_args(tmp_path, stale_after_s=50), store, fake_submit, fetcher=None)
+        hanging = asyncio.get_running_loop().create_future()  # a dispatch that never answers
+        service._inflight[silent] = asyncio.ensure_future(hanging)
+        await service._sweep()
+        while service.pending:
+            await asyncio.sleep(0.01)
+
+    asyncio.run(scenario())
+    assert sorted(dispatched) == [(orphan, 2), (silent, 2)]
+    assert {r.status for r in store.list()} == {"completed"}

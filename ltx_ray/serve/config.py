@@ -44,4 +44,7 @@ class ServeArgs(BaseModel):
                                   description="Largest width x height x num_frames of one video.")
     max_pending_jobs: int = Field(default=64, ge=1, description="Queued + running jobs before POST answers 429.")
     max_attempts: int = Field(default=2, ge=1, description="Runs of a job whose worker died before it is marked failed.")
+    watch_interval_s: float = Field(default=5.0, gt=0, description="How often the ingress looks for lost or stalled jobs.")
+    stale_after_s: float = Field(default=900.0, gt=0, description="A running job with no progress for this long is "
+                                 "taken as lost with its worker and re-queued (or failed after max_attempts).")
     poll_after_ms: int = Field(default=1000, ge=10, description="The openai-poll-after-ms header on reads.")

@@ -29,7 +29,8 @@ from ltx_ray.serve.jobs import SPRITESHEET_SUFFIX, JobAbandoned, JobStore, check
 from ltx_ray.serve.protocol import APIError, JobRecord, Video, VideoDeleted, VideoError, VideoList, not_found
 
 Submit = Callable[[str, int], Awaitable[str]]
-log = logging.getLogger("ltx_ray.serve")
+# Serve writes this logger to the replica's log file.
+log = logging.getLogger("ray.serve")
 TERMINAL = ("completed", "failed")
 
 
@@ -44,6 +45,7 @@ class VideoService:
         self.model_name = args.served_model_name or args.model
         self._inflight: dict[str, asyncio.Task] = {}
         self._reserved = 0
+        self._watcher: asyncio.Task | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -55,6 +57,38 @@ class VideoService:
                 record = record.model_copy(update={"status": "queued", "progress": 0, "attempt": record.attempt + 1})
                 await asyncio.to_thread(self.jobs.put, record)
                 self._dispatch(record.id, record.attempt)
+        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        """Forever: find jobs whose dispatch was lost or whose worker went silent, and settle them.
+
+        A dead replica normally surfaces as an error on its dispatch; this sweep covers what
+        does not (a request Serve retried or left hanging, a settle that failed to write).
+        """
+        while True:
+            await asyncio.sleep(self.args.watch_interval_s)
+            try:
+                await self._sweep()
+            except Exception:  # noqa: BLE001 - the watcher must outlive a store hiccup
+                log.exception("job watcher: sweep failed")
+
+    async def _sweep(self) -> None:
+        now = time.time()
+        for record in await asyncio.to_thread(self.jobs.list):
+            if record.status in TERMINAL or now - record.updated_at < 2 * self.args.watch_interval_s:
+                continue  # done, or too fresh to judge (a create may not have dispatched yet)
+            task = self._inflight.get(record.id)
+            stale = record.status == "in_progress" and now - record.updated_at > self.args.stale_after_s
+            if task is not None and not stale:
+                continue
+            log.warning("video %s attempt %d: %s; settling it", record.id, record.attempt,
+                        "no progress for %.0f s" % (now - record.updated_at) if stale else "no dispatch holds it")
+            if task is not None:
+                task.cancel()
+            retry = await asyncio.to_thread(self._settle, record.id, record.attempt,
+                                            "the worker went silent" if stale else "the job's dispatch was lost")
+            if retry is not None:
+                self._dispatch(record.id, retry)
 
     @property
     def pending(self) -> int:

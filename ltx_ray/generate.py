@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
-from ltx_ray.inputs import InputError, fetch_inputs
+from ltx_ray.inputs import InputError, fetch_inputs, resolve_length
 from ltx_ray.ltx2 import LTX2Engine, keyframe_effective_frame
 from ltx_ray.model_source import ResolvedModel
 from ltx_ray.mux import thumbnail_jpeg, write_mp4
@@ -102,6 +102,7 @@ class JobRunner:
         try:
             with timed("fetch_inputs"):
                 inputs = fetch_inputs(job)
+                job = resolve_length(job, inputs)  # a2v: the given audio's length sets num_frames
             with timed("generate"):
                 clip = self.engine.generate(job, inputs, on_step)
             with timed("mux"), tempfile.TemporaryDirectory(prefix="ltx-ray-") as tmp:
@@ -121,6 +122,7 @@ class JobRunner:
                 )
                 mp4 = local.read_bytes()
                 thumb = thumbnail_jpeg(clip.frames)
+            generation = clip.info
             del clip
             with timed("upload"):
                 video_uri = self.store.put(f"{job.job_id}.mp4", mp4)
@@ -138,6 +140,7 @@ class JobRunner:
                     {"uri": k.uri, "frame": k.frame, "effective_frame": keyframe_effective_frame(k.frame)}
                     for k in job.keyframes
                 ],
+                "generation": generation,
                 "timings": timings,
                 "run_id": self.run_id,
                 "finished_at": _now(),

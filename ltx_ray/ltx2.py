@@ -244,9 +244,11 @@ class LTX2Engine:
         return latents[:, :, :length]
 
     def _given_audio(self, job: Job, inputs: JobInputs) -> np.ndarray:
-        from ltx_ray.audio import fit_length, resample
+        from ltx_ray.audio import fit_length, resample, with_channels
 
-        wave = resample(inputs.audio, inputs.audio_rate, self.audio_sample_rate)
+        # Same layout as the model's own audio (stereo for LTX-2), so every mp4 looks alike.
+        channels = int(getattr(self._pipes["t2v"].vocoder.config, "out_channels", 2))
+        wave = with_channels(resample(inputs.audio, inputs.audio_rate, self.audio_sample_rate), channels)
         return fit_length(wave, round(job.num_frames / job.fps * self.audio_sample_rate))
 
     @contextmanager

@@ -12,9 +12,8 @@ from ltx_ray.segments import plan_segments
 
 
 def job(engine, **row):
-    return ManifestRow(job_id="j", prompt="a lamp on a desk", width=128, height=96, num_frames=9, seed=11, **row).resolve(
-        engine.defaults
-    )
+    fields = {"job_id": "j", "prompt": "a lamp on a desk", "width": 128, "height": 96, "num_frames": 9, "seed": 11, **row}
+    return ManifestRow(**fields).resolve(engine.defaults)
 
 
 def test_a_rows_lora_never_leaks_into_the_next_row(engine, tiny_model):
@@ -38,7 +37,7 @@ def test_a_lora_scale_is_applied_per_row(engine, tiny_model):
 
 def test_two_stage_refinement_splits_huge_token_counts_into_tiles(engine):
     limit = engine.stages.max_refine_tokens
-    engine.stages.max_refine_tokens = 40  # stage 2 of 192x256x9 is 2 x 6 x 8 = 96 tokens
+    engine.stages.max_refine_tokens = 48  # stage 2 of 192x256x9 is 2 x 6 x 8 = 96 tokens: 4 x 6 tiles
     try:
         clip = engine.generate(job(engine, width=256, height=192, two_stage=True), JobInputs())
     finally:

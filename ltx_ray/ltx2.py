@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ltx_ray.placement import OffloadMode, Placement, plan_placement
 from ltx_ray.schema import Job, ModelDefaults
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -86,6 +87,7 @@ class LTX2Engine:
         device: str = "cpu",
         dtype: str = "float32",
         defaults: ModelDefaults,
+        offload: OffloadMode = "auto",
         max_refine_tokens: int | None = None,
     ):
         from diffusers import LTX2ConditionPipeline, LTX2ImageToVideoPipeline, LTX2InContextPipeline, LTX2Pipeline
@@ -95,13 +97,16 @@ class LTX2Engine:
         from ltx_ray.ltx2_stages import MAX_REFINE_TOKENS, Stages
 
         # Loading bars and per-module cast notices drown a batch log; errors still show.
+        from transformers.utils import logging as transformers_logging
+
         diffusers_logging.set_verbosity_error()
         diffusers_logging.disable_progress_bar()
+        transformers_logging.disable_progress_bar()
         self.device = torch.device(device)
         self.dtype = DTYPES[dtype]
         self.defaults = defaults
         base = LTX2Pipeline.from_pretrained(model_dir, dtype=self.dtype)
-        base.to(self.device)
+        self.placement = self._place(base, offload)
         self._pipes = {
             "t2v": base,
             "i2v": LTX2ImageToVideoPipeline.from_pipe(base),
@@ -250,6 +255,43 @@ class LTX2Engine:
         channels = int(getattr(self._pipes["t2v"].vocoder.config, "out_channels", 2))
         wave = with_channels(resample(inputs.audio, inputs.audio_rate, self.audio_sample_rate), channels)
         return fit_length(wave, round(job.num_frames / job.fps * self.audio_sample_rate))
+
+    def _place(self, pipe, offload: OffloadMode) -> Placement:
+        """Put the components where ``plan_placement`` says (all GPUs the replica was given)."""
+        modules = {n: m for n, m in pipe.components.items() if isinstance(m, torch.nn.Module)}
+        if self.device.type != "cuda":
+            pipe.to(self.device)
+            return Placement(
+                devices={n: str(self.device) for n in modules},
+                offload="none",
+                execution_device=str(self.device),
+                reason=f"single device {self.device}",
+            )
+        # Ray gives the actor its GPUs through CUDA_VISIBLE_DEVICES: use every visible one.
+        free = {f"cuda:{i}": torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())}
+        sizes = {n: sum(p.numel() * p.element_size() for p in m.parameters()) for n, m in modules.items()}
+        plan = plan_placement(sizes, free, offload=offload)
+        if plan.offload == "model":
+            pipe.enable_model_cpu_offload(device=plan.execution_device)
+        elif plan.offload == "group":
+            pipe.enable_group_offload(
+                onload_device=torch.device(plan.execution_device),
+                offload_device=torch.device("cpu"),
+                offload_type="block_level",
+                num_blocks_per_group=1,
+                use_stream=True,
+            )
+        else:
+            from accelerate.hooks import AlignDevicesHook, add_hook_to_module
+
+            split = len(set(plan.devices.values())) > 1
+            for name, module in modules.items():
+                module.to(plan.devices[name])
+                if split:
+                    # Inputs move to the component's card and outputs come back, so the
+                    # pipeline code runs unchanged across cards.
+                    add_hook_to_module(module, AlignDevicesHook(execution_device=plan.devices[name], io_same_device=True))
+        return plan
 
     @contextmanager
     def _vae_tiling(self, job: Job):

@@ -69,18 +69,19 @@ def log_mel(wave: np.ndarray, rate: int, *, sample_rate: int, hop_length: int, m
 def crossfade_join(head: np.ndarray, tail: np.ndarray, overlap: int) -> np.ndarray:
     """Join two waveforms whose last / first ``overlap`` samples cover the same moment.
 
-    An equal-power (sine/cosine) fade over the shared span: the level holds for unrelated
-    signals, identical signals pass unchanged in shape, and neither side ends abruptly, so
-    the join has no gap and no click.
+    Unrelated signals (two generated segments) get an equal-power (sine/cosine) fade, which
+    holds the level; nearly identical ones (slices of one given track) a linear fade, which
+    passes them unchanged. Neither side ends abruptly, so the join has no gap and no click.
     """
     overlap = min(overlap, head.shape[1], tail.shape[1])
     if overlap == 0:
         return np.concatenate([head, tail], axis=1)
+    a, b = head[:, -overlap:], tail[:, :overlap]
     t = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
-    fade_in, fade_out = np.sin(t * np.pi / 2), np.cos(t * np.pi / 2)
-    same = np.allclose(head[:, -overlap:], tail[:, :overlap], atol=1e-6)
-    if same:
-        mixed = head[:, -overlap:]
+    correlation = float(np.sum(a * b) / (np.sqrt(np.sum(a * a) * np.sum(b * b)) + 1e-12))
+    if correlation > 0.9:
+        fade_in, fade_out = t, 1.0 - t
     else:
-        mixed = head[:, -overlap:] * fade_out + tail[:, :overlap] * fade_in
-    return np.concatenate([head[:, :-overlap], mixed.astype(head.dtype), tail[:, overlap:]], axis=1)
+        fade_in, fade_out = np.sin(t * np.pi / 2), np.cos(t * np.pi / 2)
+    mixed = (a * fade_out + b * fade_in).astype(head.dtype)
+    return np.concatenate([head[:, :-overlap], mixed, tail[:, overlap:]], axis=1)

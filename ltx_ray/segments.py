@@ -3,9 +3,9 @@
 A segment is one model pass (``LTX2Engine.generate_segment``). Each segment after the
 first starts with the last ``SEGMENT_OVERLAP_FRAMES`` frames of what came before, given as
 a fixed video condition, so motion and content carry across the join. Those re-created
-frames are dropped from the video; the audio of the shared span is cross-faded (equal
-power), so the track runs on without a gap or a click. An a2v chain slices the given
-track per segment, so its audio is the given track unchanged.
+frames are dropped from the video; the audio of the shared span is cross-faded
+(ltx_ray.audio.crossfade_join), so the track runs on without a gap or a click. An a2v
+chain slices the given track per segment, so its audio is the given track unchanged.
 """
 
 from __future__ import annotations

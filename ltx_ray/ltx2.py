@@ -124,7 +124,7 @@ class LTX2Engine:
             distilled_lora=str(distilled) if distilled.exists() else None,
             loras=self.loras,
             dtype=self.dtype,
-            device=self.device,
+            device=torch.device(self.placement.execution_device),
             max_refine_tokens=max_refine_tokens or MAX_REFINE_TOKENS,
         )
 
@@ -241,7 +241,7 @@ class LTX2Engine:
             wave, inputs.audio_rate, sample_rate=cfg.sample_rate, hop_length=cfg.mel_hop_length,
             mel_bins=cfg.mel_bins, channels=cfg.in_channels,
         )
-        latents = vae.encode(mel.to(self.device, vae.dtype)).latent_dist.mode()
+        latents = vae.encode(mel.to(self.placement.execution_device, vae.dtype)).latent_dist.mode()
         per_second = cfg.sample_rate / cfg.mel_hop_length / vae.temporal_compression_ratio
         length = round(seconds * per_second)  # what the pipeline would have drawn as noise
         if latents.shape[2] < length:

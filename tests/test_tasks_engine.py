@@ -55,3 +55,13 @@ def test_segment_plans_cover_the_video_with_valid_overlapping_segments():
     assert plan[0] == (0, 241) and all((n - 1) % 8 == 0 and n <= 241 for _, n in plan)
     assert plan[-1][0] + plan[-1][1] >= 721
     assert all(b[0] == a[0] + a[1] - 9 for a, b in zip(plan, plan[1:]))
+
+
+def test_the_tiny_model_ships_an_upsampler_and_its_own_loras(tiny_model):
+    root = Path(tiny_model.path)
+    assert (root / "latent_upsampler" / "config.json").exists()
+    names = sorted(p.name for p in (root / "loras").glob("*.safetensors"))
+    assert names == ["distilled.safetensors", "ic-canny.safetensors", "ic-depth.safetensors", "ic-pose.safetensors", "style.safetensors"]
+    from ltx_ray.ltx2_lora import LoraCache
+
+    assert LoraCache.reference_downscale_factor(str(root / "loras" / "ic-pose.safetensors")) == 1

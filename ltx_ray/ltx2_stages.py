@@ -66,9 +66,9 @@ class Stages:
                 # In-context reference tokens are a stage-1 matter (diffusers' IC pipeline docs).
                 refine_pipe = self.base if job.task == "control" else pipe
                 out = refine_pipe(output_type="latent", **self._refine_kwargs(kwargs, job, latents, audio))
-                return out.frames, out.audio, {"stages": 2, "refine_tiles": 1}
+                return out.frames, out.audio, {"stages": 2, "refine_tiles": 1, "distilled_lora": bool(self.distilled_lora)}
             video, tiles = self._refine_tiled(kwargs, job, latents, audio)
-        return video, audio, {"stages": 2, "refine_tiles": tiles}
+        return video, audio, {"stages": 2, "refine_tiles": tiles, "distilled_lora": bool(self.distilled_lora)}
 
     def _upsample(self, latents: torch.Tensor) -> torch.Tensor:
         if self._upsample_pipe is None:

@@ -145,7 +145,7 @@ def test_a2v_output_carries_the_given_audio_and_takes_its_length(tasks_run):
 def test_pro_preset_runs_two_stages_and_audio_false_writes_a_video_only_mp4(tasks_run):
     _, out, _, _ = tasks_run
     gen = sidecar(out, "pro")["generation"]
-    assert gen["stages"] == 2 and gen["refine_tiles"] == 1
+    assert gen["stages"] == 2 and gen["refine_tiles"] == 1 and gen["distilled_lora"] is True
     job = sidecar(out, "pro")["job"]
     assert (job["width"], job["height"], job["fps"], job["two_stage"]) == (256, 192, 24.0, True)
     assert probe(out / "pro.mp4").width == 256

@@ -347,8 +347,9 @@ class ManifestRow(BaseModel):
                         f"{name}: two-stage output must be a multiple of 64 (stage 1 runs at half size); use "
                         f"{max(64, round(value / 64) * 64)}"
                     )
-        if self.segment_frames is not None and task == "extend" and self.resolved_num_frames() > self.segment_frames:
-            raise ValueError("segment_frames: an extension is generated in one segment; raise segment_frames")
+        if task in ("extend", "v2v", "control") and self.resolved_num_frames() > (self.segment_frames or DEFAULT_SEGMENT_FRAMES):
+            # Their source video conditions one pass; chaining them is not supported yet.
+            raise ValueError(f"num_frames: a {task} video is generated in one segment; shorten it or raise segment_frames")
         if self.keyframes:
             frames = [k.frame for k in self.keyframes]
             total = self.resolved_num_frames()

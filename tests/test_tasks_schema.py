@@ -41,6 +41,7 @@ def test_contradicting_or_incomplete_task_rows_are_reported(tmp_path):
         {"job_id": "pro-fast", "prompt": "p", "preset": "pro", "fps": 60},
         {"job_id": "long-kf", "prompt": "p", "num_frames": 257, "keyframes": [{"uri": "a.png", "frame": 0, "strength": 1.0}]},
         {"job_id": "bad-lora", "prompt": "p", "loras": [{"uri": "ftp://x/l.safetensors", "scale": 1.0}]},
+        {"job_id": "long-v2v", "prompt": "p", "video_uri": "c.mp4", "seconds": 20.0},
     ])
     expect = {
         "a2v-no-audio": "task: the row gives no conditioning input; a a2v job needs audio_uri",
@@ -52,6 +53,7 @@ def test_contradicting_or_incomplete_task_rows_are_reported(tmp_path):
         "pro-fast": "fps: pro goes up to 48 fps",
         "long-kf": "keyframes: keyframes place frames in one segment",
         "bad-lora": "loras.0.uri",
+        "long-v2v": "num_frames: a v2v video is generated in one segment",
     }
     assert set(problems) == set(expect)
     for job_id, text in expect.items():

@@ -373,3 +373,18 @@ def test_the_watcher_requeues_a_job_no_dispatch_holds_or_whose_worker_went_silen
     asyncio.run(scenario())
     assert sorted(dispatched) == [(orphan, 2), (silent, 2)]
     assert {r.status for r in store.list()} == {"completed"}
+
+
+def test_lora_weights_named_in_a_request_must_lie_under_an_allowed_prefix():
+    from ltx_ray.serve.intake import check_server_paths
+
+    if "loras" not in ManifestRow.model_fields:
+        pytest.skip("this manifest schema has no LoRAs")
+    for uri, prefixes in [("/etc/passwd", []), ("/srv/loras/../../etc/x.safetensors", ["/srv/loras"]),
+                          ("s3://internal/secret.safetensors", ["s3://team/loras"]), ("/srv/lorasX/a.safetensors", ["/srv/loras"])]:
+        intake = intake_of({"prompt": "p", "lora": json.dumps({"uri": uri, "scale": 0.8})})
+        with pytest.raises(APIError) as info:
+            check_server_paths(validate_row(intake, VID), prefixes, intake)
+        assert (info.value.body.param, info.value.body.code) == ("lora[0].uri", "forbidden_path")
+    intake = intake_of({"prompt": "p", "lora": json.dumps([{"uri": "s3://team/loras/style.safetensors"}])})
+    check_server_paths(validate_row(intake, VID), ["s3://team/loras/"], intake)

@@ -37,6 +37,9 @@ class ServeArgs(BaseModel):
 
     allow_remote_urls: bool = Field(default=False, description="Fetch http(s) image URLs named in requests. Even then, "
                                     "loopback, private, link-local and other non-public addresses are refused.")
+    lora_prefixes: list[str] = Field(default_factory=list, description="Folders or URI prefixes that LoRA weights named "
+                                     "in requests (lora / loras[].uri, ic_lora) must lie under; empty: requests name no LoRA, "
+                                     "so no request makes the server read a path of its choosing.")
     max_upload_bytes: int = Field(default=32 * 2**20, ge=1024, description="Largest request body (all file parts together).")
     max_remote_bytes: int = Field(default=32 * 2**20, ge=1024, description="Largest file fetched from a remote URL.")
     max_prompt_chars: int = Field(default=MAX_PROMPT_CHARS, ge=1, le=MAX_PROMPT_CHARS, description="Longest prompt accepted.")

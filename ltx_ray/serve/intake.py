@@ -157,10 +157,13 @@ def _take_uri_inputs(intake: Intake, fields: dict, files: dict, model_fields) ->
     for target in [f for f in model_fields if f.endswith("_uri")]:
         base = target[: -len("_uri")]
         names = ["input_reference"] if target == "image_uri" else []
-        names += [base, target, f"{base}_url"]
+        # A bare "video" / "audio" names a file part only, and only when no manifest field
+        # has that name (control is a mode, control_uri its file).
+        bare = [base] if base not in model_fields else []
+        names += bare + [target, f"{base}_url"]
         for name in names:
             upload = files.pop(name, None)
-            text = fields.pop(name, None)
+            text = fields.pop(name, None) if name not in bare else None
             if upload is None and text is None:
                 continue
             if target in intake.row:
@@ -242,3 +245,17 @@ def set_input_uri(row: dict, path: tuple, uri: str) -> None:
     for key in path[:-1]:
         target = target[key]
     target[path[-1]] = uri
+
+
+def check_server_paths(row: ManifestRow, prefixes: list[str], intake: Intake) -> None:
+    """Weights a request names by path (LoRAs) must lie under a prefix the operator allowed."""
+    named = [(f"{intake.param('loras')}[{i}].uri", lora.uri) for i, lora in enumerate(getattr(row, "loras", None) or [])]
+    if getattr(row, "ic_lora", None):
+        named.append(("ic_lora", row.ic_lora))
+    roots = [p.rstrip("/") + "/" for p in prefixes]
+    for param, uri in named:
+        inside = any(uri.startswith(root) for root in roots) and ".." not in uri.replace("\\", "/").split("/")
+        if not inside:
+            allowed = ", ".join(roots) if roots else "none on this server"
+            raise APIError(400, f"{param} = {uri!r}: LoRA weights must lie under an allowed prefix ({allowed})",
+                           param=param, code="forbidden_path")

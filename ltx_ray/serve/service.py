@@ -24,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from ltx_ray.inputs import MAX_IMAGE_PIXELS
 from ltx_ray.schema import ModelDefaults
 from ltx_ray.serve.config import ServeArgs
-from ltx_ray.serve.intake import Upload, parse_create, set_input_uri, validate_row
+from ltx_ray.serve.intake import Upload, check_server_paths, parse_create, set_input_uri, validate_row
 from ltx_ray.serve.jobs import SPRITESHEET_SUFFIX, JobAbandoned, JobStore, check_video_id
 from ltx_ray.serve.protocol import APIError, JobRecord, Video, VideoDeleted, VideoError, VideoList, not_found
 
@@ -105,6 +105,7 @@ class VideoService:
             intake = parse_create(fields, files, max_prompt_chars=self.args.max_prompt_chars)
             video_id = f"video_{uuid.uuid4().hex}"
             row = validate_row(intake, video_id)  # first with placeholders: a bad request fetches nothing
+            check_server_paths(row, self.args.lora_prefixes, intake)
             job = row.resolve(ModelDefaults())
             pixels = job.width * job.height * job.num_frames
             if pixels > self.args.max_frame_pixels:

@@ -15,6 +15,8 @@ EXIT_OK, EXIT_ROWS_FAILED, EXIT_FATAL = 0, 1, 2
 # Modules under ltx_ray.commands, in the order `ltx-ray --help` lists them.
 COMMANDS = [
     "run",
+    "submit",
+    "nightly",
     "validate",
     "make_tiny_model",
     "schema_doc",

@@ -41,7 +41,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(predicate, what: str, timeout_s: float = 120):
+def wait_for(predicate, what: str, timeout_s: float = 300):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():

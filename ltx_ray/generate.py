@@ -131,6 +131,7 @@ class JobRunner:
                 "model": self.model.model_dump(mode="json"),
                 "dtype": self.dtype,
                 "device": self.device,
+                "placement": self.engine.placement.model_dump() if hasattr(self.engine, "placement") else None,
                 "outputs": {"video_uri": video_uri, "thumbnail_uri": thumb_uri, "sha256": digest, "bytes": len(mp4)},
                 "video": info.model_dump(),
                 "versions": self.versions,

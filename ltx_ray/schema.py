@@ -200,6 +200,8 @@ class ManifestRow(BaseModel):
             total = self.resolved_num_frames()
             if len(set(frames)) != len(frames):
                 raise ValueError(f"keyframes: frames {frames} repeat a frame; give each frame at most once")
+            if frames != sorted(frames):
+                raise ValueError(f"keyframes: frames {frames} are out of order; list keyframes by increasing frame")
             if max(frames) >= total:
                 raise ValueError(
                     f"keyframes: frame {max(frames)} is outside the video of {total} frames; "

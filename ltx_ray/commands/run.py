@@ -15,6 +15,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--replicas", type=int, default=1, help="generation actors, started all at once")
     p.add_argument("--gpus-per-replica", type=float, default=None, help="default 1 on cuda, 0 on cpu")
     p.add_argument("--cpus-per-replica", type=float, default=1)
+    p.add_argument("--offload", default="auto", choices=["auto", "none", "model", "group"],
+                   help="none: the model must fit the replica's GPUs; model / group: CPU offloading for small cards")
     p.add_argument("--force", action="store_true", help="regenerate jobs that already succeeded")
     p.add_argument("--run-id", default=None)
 
@@ -28,7 +30,7 @@ def run_config_from_args(args, manifests: list[str]):
     return RunConfig(
         manifests=manifests, out=args.out, model=args.model, device=args.device, dtype=args.dtype,
         address=args.address, replicas=args.replicas, gpus_per_replica=gpus,
-        cpus_per_replica=args.cpus_per_replica, force=args.force, run_id=args.run_id,
+        cpus_per_replica=args.cpus_per_replica, offload=args.offload, force=args.force, run_id=args.run_id,
     )
 
 

@@ -56,8 +56,8 @@ class NightlySummary(BaseModel):
     manifests_skipped: int
     rows: dict[str, int] = Field(description="Rows of the manifests run, per status: succeeded, failed, invalid, skipped (done before)")
     video_seconds: float = Field(description="Seconds of video generated tonight")
-    generate_seconds: float = Field(description="Sum of the per-job generate time of tonight's jobs")
-    gpu_seconds: float = Field(description="generate_seconds x GPUs per replica")
+    gpu_seconds: float = Field(description="Sum over tonight's jobs of generate time x GPUs per replica (as the run reports it)")
+    replica_seconds: float = Field(description="Sum over tonight's jobs of their time on a replica, all stages")
     wall_s: float = Field(description="Wall time of the whole night, discovery to report")
     manifests: list[ManifestOutcome]
 
@@ -120,34 +120,26 @@ def nightly(prefix: str, date: str, template: RunConfig, log=print) -> NightlySu
 
     # 2. One run over every pending manifest, so the replicas stay busy across manifests.
     rows = {"succeeded": 0, "failed": 0, "invalid": 0, "skipped": 0}
-    video_seconds = generate_seconds = 0.0
+    video_seconds = gpu_seconds = replica_seconds = 0.0
     if pending:
         config = template.model_copy(update={"manifests": [o.uri for o in pending], "run_id": run_id})
         result = run(config, log=log)
         rows = {"succeeded": result.succeeded, "failed": result.failed, "invalid": result.invalid, "skipped": result.skipped}
-        video_seconds = result.video_seconds
+        video_seconds, gpu_seconds, replica_seconds = result.video_seconds, result.gpu_seconds, result.replica_seconds
 
         # 3. Mark the manifests whose every row now has a succeeded results row.
-        results = read_results(store).select(["job_id", "status", "run_id", "finished_at", "timings"]).to_pylist()
+        results = read_results(store).select(["job_id", "status"]).to_pylist()
         status = {r["job_id"]: r["status"] for r in results}
         for outcome in pending:
             outcome.completed = all(status.get(j) == "succeeded" for j in job_ids[outcome.uri])
             if outcome.completed:
                 marker = {"uri": outcome.uri, "sha256": outcome.sha256, "model": template.model, "date": date, "run_id": run_id}
                 store.put(f"{NIGHTLY_DIR}/completed/{completion_key(outcome.sha256, template.model)}.json", json.dumps(marker).encode())
-        # Generate time of the jobs this invocation wrote (a rerun of the night does not
-        # count the first attempt's jobs twice: their rows finished before it started).
-        generate_seconds = sum(
-            dict(r["timings"] or []).get("generate", 0.0)
-            for r in results
-            if r["run_id"] == run_id and (r["finished_at"] or "") >= started_at
-        )
 
     summary = NightlySummary(
         date=date, run_id=run_id, manifests_prefix=prefix, out=store.root_uri, started_at=started_at,
         manifests_seen=len(outcomes), manifests_run=len(pending), manifests_skipped=len(outcomes) - len(pending),
-        rows=rows, video_seconds=round(video_seconds, 3), generate_seconds=round(generate_seconds, 3),
-        gpu_seconds=round(generate_seconds * template.gpus_per_replica, 3),
+        rows=rows, video_seconds=video_seconds, gpu_seconds=gpu_seconds, replica_seconds=replica_seconds,
         wall_s=round(time.perf_counter() - started, 3), manifests=outcomes,
     )
     failures = _failed_rows(store, [j for o in pending for j in job_ids[o.uri]])
@@ -172,6 +164,7 @@ def render_report(summary: NightlySummary, failures: list[dict]) -> str:
         *((f"rows {k}", str(v)) for k, v in summary.rows.items()),
         ("video seconds", f"{summary.video_seconds:.1f}"),
         ("GPU seconds", f"{summary.gpu_seconds:.1f}"),
+        ("replica seconds", f"{summary.replica_seconds:.1f}"),
         ("wall time", f"{summary.wall_s:.1f} s"),
     ]
     manifests = "".join(

@@ -59,7 +59,7 @@ def test_the_first_night_runs_both_manifests_and_writes_its_summary_and_report(n
     assert (summary["manifests_seen"], summary["manifests_run"], summary["manifests_skipped"]) == (2, 2, 0)
     assert summary["rows"] == {"succeeded": 2, "failed": 0, "invalid": 0, "skipped": 0}
     assert summary["video_seconds"] == pytest.approx(2 * 17 / 24, abs=0.01)
-    assert summary["generate_seconds"] > 0 and summary["gpu_seconds"] == 0  # --device cpu: no GPUs held
+    assert summary["replica_seconds"] > 0 and summary["gpu_seconds"] == 0  # --device cpu: no GPUs held
     assert {r["status"] for r in rows.values()} == {"succeeded"} and set(rows) == {"shoe", "watch"}
     assert {r["run_id"] for r in rows.values()} == {"nightly-2026-11-24"}
     report = (out / "_nightly" / "2026-11-24" / "report.html").read_text()

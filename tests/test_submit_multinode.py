@@ -81,10 +81,6 @@ def cluster(tmp_path_factory, tiny_model):
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN": secrets.token_hex(32),
         "RAY_USAGE_STATS_ENABLED": "0",
-        # Ray Data starts a fixed pool's actors asynchronously; waiting for all of them before
-        # the first row is dispatched makes "rows spread over both nodes" deterministic here
-        # (with a slow-loading second actor the first could take every row of a small manifest).
-        "RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S": "300",
     }
     # 2 CPUs per node and 1 per replica: the two replicas land one per node (Ray Data
     # spreads actors), and each node keeps a CPU for Ray Data's read tasks.

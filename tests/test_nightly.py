@@ -11,7 +11,7 @@ from ltx_ray.cli import main as cli_main
 from ltx_ray.manifest import write_manifest
 from ltx_ray.nightly import discover_manifests
 
-SMALL = {"width": 256, "height": 160, "num_frames": 17}
+SMALL = {"width": 128, "height": 96, "num_frames": 9}
 
 
 def night(manifests, out, date) -> tuple[int, dict]:
@@ -39,11 +39,17 @@ def nights(ray_local, tmp_path_factory):
     steps["night1"] = (*night(bucket, out, "2026-11-24"), results(out), mtimes(out))
     steps["night1-again"] = (*night(bucket, out, "2026-11-24"), results(out), mtimes(out))
     write_manifest([{"job_id": "bag", "prompt": "a bag", **SMALL}], str(bucket / "c.parquet"))
+    # b.parquet changes after it completed: one more row. It counts as new; its old row is not redone.
+    write_manifest(
+        [{"job_id": "watch", "prompt": "a watch", **SMALL}, {"job_id": "watch-2", "prompt": "a gold watch", **SMALL}],
+        str(bucket / "b.parquet"),
+    )
     steps["night2"] = (*night(bucket, out, "2026-11-25"), results(out), mtimes(out))
     write_manifest(
         [
             {"job_id": "hat", "prompt": "a hat", **SMALL},
             {"job_id": "broken", "prompt": "p", "image_uri": str(tmp / "missing.png"), **SMALL},
+            {"job_id": "odd-width", "prompt": "p", **SMALL, "width": 250},
         ],
         str(bucket / "d.parquet"),
     )
@@ -58,7 +64,7 @@ def test_the_first_night_runs_both_manifests_and_writes_its_summary_and_report(n
     assert code == 0
     assert (summary["manifests_seen"], summary["manifests_run"], summary["manifests_skipped"]) == (2, 2, 0)
     assert summary["rows"] == {"succeeded": 2, "failed": 0, "invalid": 0, "skipped": 0}
-    assert summary["video_seconds"] == pytest.approx(2 * 17 / 24, abs=0.01)
+    assert summary["video_seconds"] == pytest.approx(2 * 9 / 24, abs=0.01)
     assert summary["replica_seconds"] > 0 and summary["gpu_seconds"] == 0  # --device cpu: no GPUs held
     assert {r["status"] for r in rows.values()} == {"succeeded"} and set(rows) == {"shoe", "watch"}
     assert {r["run_id"] for r in rows.values()} == {"nightly-2026-11-24"}
@@ -76,23 +82,26 @@ def test_running_the_same_night_again_regenerates_nothing(nights):
     assert rows == steps["night1"][2]
 
 
-def test_the_next_night_runs_only_the_new_manifest(nights):
+def test_the_next_night_runs_only_the_new_and_the_changed_manifest_and_only_their_new_rows(nights):
     _, steps = nights
     code, summary, rows, files = steps["night2"]
     assert code == 0
-    assert (summary["manifests_seen"], summary["manifests_run"], summary["manifests_skipped"]) == (3, 1, 2)
-    assert summary["rows"]["succeeded"] == 1
-    assert rows["bag"]["run_id"] == "nightly-2026-11-25"
+    assert (summary["manifests_seen"], summary["manifests_run"], summary["manifests_skipped"]) == (3, 2, 1)
+    ran = {m["uri"].rsplit("/", 1)[1] for m in summary["manifests"] if m["action"] == "run"}
+    assert ran == {"b.parquet", "c.parquet"}
+    assert summary["rows"] == {"succeeded": 2, "failed": 0, "invalid": 0, "skipped": 1}  # watch was done
+    assert rows["bag"]["run_id"] == rows["watch-2"]["run_id"] == "nightly-2026-11-25"
     assert rows["shoe"]["run_id"] == rows["watch"]["run_id"] == "nightly-2026-11-24"
-    assert {k: v for k, v in files.items() if k != "bag.mp4"} == steps["night1"][3]
+    assert {k: v for k, v in files.items() if k not in ("bag.mp4", "watch-2.mp4")} == steps["night1"][3]
 
 
 def test_a_night_with_a_bad_row_exits_non_zero_and_finishes_the_other_rows(nights):
     out, steps = nights
     code, summary, rows, _ = steps["night3"]
     assert code == 1
-    assert summary["rows"] == {"succeeded": 1, "failed": 1, "invalid": 0, "skipped": 0}
+    assert summary["rows"] == {"succeeded": 1, "failed": 1, "invalid": 1, "skipped": 0}
     assert rows["hat"]["status"] == "succeeded" and (out / "hat.mp4").exists()
+    assert rows["odd-width"]["error_stage"] == "validate" and "width" in rows["odd-width"]["error"]
     assert rows["broken"]["status"] == "failed" and rows["broken"]["error_stage"] == "fetch_inputs"
     assert "missing.png" in rows["broken"]["error"]
     d = next(m for m in summary["manifests"] if m["uri"].endswith("d.parquet"))
@@ -105,21 +114,9 @@ def test_a_failed_manifest_is_picked_up_again_the_next_night_without_redoing_its
     code, summary, rows, files = steps["night4"]
     assert code == 1  # the bad row is still bad
     assert (summary["manifests_run"], summary["manifests_skipped"]) == (1, 3)
-    assert summary["rows"] == {"succeeded": 0, "failed": 1, "invalid": 0, "skipped": 1}
+    assert summary["rows"] == {"succeeded": 0, "failed": 1, "invalid": 1, "skipped": 1}
     assert files["hat.mp4"] == steps["night3"][3]["hat.mp4"]
     assert rows["broken"]["run_id"] == "nightly-2026-11-27"
-
-
-def test_a_changed_manifest_counts_as_new_and_only_its_changed_row_is_generated(tmp_path, ray_local):
-    bucket, out = tmp_path / "m", tmp_path / "out"
-    bucket.mkdir()
-    write_manifest([{"job_id": "cup", "prompt": "a cup", **SMALL}, {"job_id": "bad", "prompt": "p", **SMALL, "width": 250}], str(bucket / "m.parquet"))
-    code, first = night(bucket, out, "2026-11-24")
-    assert code == 1 and first["rows"]["invalid"] == 1  # a row that fails validation fails the night too
-    write_manifest([{"job_id": "cup", "prompt": "a cup", **SMALL}], str(bucket / "m.parquet"))
-    code, second = night(bucket, out, "2026-11-25")
-    assert code == 0
-    assert (second["manifests_run"], second["rows"]["skipped"], second["rows"]["succeeded"]) == (1, 1, 0)
 
 
 def test_discovery_takes_parquet_under_a_folder_or_key_prefix_and_ignores_underscored_paths(tmp_path):

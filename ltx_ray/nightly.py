@@ -25,7 +25,7 @@ from typing import Literal
 import fsspec
 from pydantic import BaseModel, Field
 
-from ltx_ray.manifest import read_manifest_rows
+from ltx_ray.manifest import ManifestError, read_manifest_rows
 from ltx_ray.results import read_results
 from ltx_ray.run import RunConfig, run
 from ltx_ray.storage import OutputStore
@@ -39,7 +39,10 @@ class ManifestOutcome(BaseModel):
     uri: str = Field(description="Manifest URI as discovered under the prefix")
     sha256: str = Field(description="sha256 of the manifest file's bytes")
     rows: int = Field(description="Rows in the manifest")
-    action: Literal["run", "skipped"] = Field(description="skipped: completed by an earlier night with the same content and model")
+    action: Literal["run", "skipped", "unreadable"] = Field(
+        description="skipped: completed by an earlier night with the same content and model; unreadable: not Parquet"
+    )
+    error: str | None = Field(default=None, description="Why an unreadable manifest could not be read")
     completed: bool = Field(description="Every row of the manifest has a succeeded results row")
 
 
@@ -54,6 +57,7 @@ class NightlySummary(BaseModel):
     manifests_seen: int
     manifests_run: int
     manifests_skipped: int
+    manifests_unreadable: int = Field(description="Files under the prefix that are not readable Parquet (the night fails)")
     rows: dict[str, int] = Field(description="Rows of the manifests run, per status: succeeded, failed, invalid, skipped (done before)")
     video_seconds: float = Field(description="Seconds of video generated tonight")
     gpu_seconds: float = Field(description="Sum over tonight's jobs of generate time x GPUs per replica (as the run reports it)")
@@ -63,7 +67,7 @@ class NightlySummary(BaseModel):
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.rows.get("failed") or self.rows.get("invalid") else 0
+        return 1 if self.rows.get("failed") or self.rows.get("invalid") or self.manifests_unreadable else 0
 
 
 def discover_manifests(prefix: str) -> list[str]:
@@ -110,13 +114,22 @@ def nightly(prefix: str, date: str, template: RunConfig, log=print) -> NightlySu
     for uri in discover_manifests(prefix):
         fs, path = fsspec.core.url_to_fs(uri)
         sha = hashlib.sha256(fs.cat_file(path)).hexdigest()
-        rows = read_manifest_rows(uri)
+        try:
+            rows = read_manifest_rows(uri)
+        except ManifestError as exc:
+            # One broken upload must not stop the other manifests of the night: it is
+            # reported (and fails the night) instead of being handed to run(), where it is fatal.
+            log(f"nightly {date}: skipping {exc}")
+            outcomes.append(ManifestOutcome(uri=uri, sha256=sha, rows=0, action="unreadable", completed=False, error=str(exc)))
+            continue
         job_ids[uri] = [r.get("job_id") for r in rows]
         done = store.exists(f"{NIGHTLY_DIR}/completed/{completion_key(sha, template.model)}.json")
         outcomes.append(ManifestOutcome(uri=uri, sha256=sha, rows=len(rows), action="skipped" if done else "run", completed=done))
     pending = [o for o in outcomes if o.action == "run"]
-    log(f"nightly {date}: {len(outcomes)} manifests under {prefix}, {len(pending)} to run, "
-        f"{len(outcomes) - len(pending)} completed before")
+    skipped = sum(o.action == "skipped" for o in outcomes)
+    unreadable = sum(o.action == "unreadable" for o in outcomes)
+    log(f"nightly {date}: {len(outcomes)} manifests under {prefix}, {len(pending)} to run, {skipped} completed before"
+        + (f", {unreadable} unreadable" if unreadable else ""))
 
     # 2. One run over every pending manifest, so the replicas stay busy across manifests.
     rows = {"succeeded": 0, "failed": 0, "invalid": 0, "skipped": 0}
@@ -138,7 +151,8 @@ def nightly(prefix: str, date: str, template: RunConfig, log=print) -> NightlySu
 
     summary = NightlySummary(
         date=date, run_id=run_id, manifests_prefix=prefix, out=store.root_uri, started_at=started_at,
-        manifests_seen=len(outcomes), manifests_run=len(pending), manifests_skipped=len(outcomes) - len(pending),
+        manifests_seen=len(outcomes), manifests_run=len(pending), manifests_skipped=skipped,
+        manifests_unreadable=unreadable,
         rows=rows, video_seconds=video_seconds, gpu_seconds=gpu_seconds, replica_seconds=replica_seconds,
         wall_s=round(time.perf_counter() - started, 3), manifests=outcomes,
     )
@@ -160,7 +174,8 @@ def render_report(summary: NightlySummary, failures: list[dict]) -> str:
     """A small self-contained HTML page: the night's numbers, its manifests, its failed rows."""
     e = html.escape
     numbers = [
-        ("manifests seen / run / skipped", f"{summary.manifests_seen} / {summary.manifests_run} / {summary.manifests_skipped}"),
+        ("manifests seen / run / skipped / unreadable",
+         f"{summary.manifests_seen} / {summary.manifests_run} / {summary.manifests_skipped} / {summary.manifests_unreadable}"),
         *((f"rows {k}", str(v)) for k, v in summary.rows.items()),
         ("video seconds", f"{summary.video_seconds:.1f}"),
         ("GPU seconds", f"{summary.gpu_seconds:.1f}"),
@@ -168,7 +183,8 @@ def render_report(summary: NightlySummary, failures: list[dict]) -> str:
         ("wall time", f"{summary.wall_s:.1f} s"),
     ]
     manifests = "".join(
-        f"<tr><td>{e(m.uri)}</td><td>{m.rows}</td><td>{m.action}</td><td>{'yes' if m.completed else 'no'}</td></tr>"
+        f"<tr><td>{e(m.uri)}</td><td>{m.rows}</td><td>{m.action}{': ' + e(m.error) if m.error else ''}</td>"
+        f"<td>{'yes' if m.completed else 'no'}</td></tr>"
         for m in summary.manifests
     )
     failed = "".join(

@@ -129,6 +129,18 @@ def test_discovery_takes_parquet_under_a_folder_or_key_prefix_and_ignores_unders
     assert discover_manifests(str(tmp_path / "nothing-here")) == []
 
 
+def test_an_unreadable_manifest_fails_the_night_without_stopping_it(tmp_path, capsys):
+    bucket, out = tmp_path / "m", tmp_path / "out"
+    bucket.mkdir()
+    (bucket / "half-uploaded.parquet").write_bytes(b"PAR1 not really")
+    code, summary = night(bucket, out, "2026-11-24")
+    assert code == 1
+    assert (summary["manifests_seen"], summary["manifests_run"], summary["manifests_unreadable"]) == (1, 0, 1)
+    (bad,) = summary["manifests"]
+    assert bad["action"] == "unreadable" and "half-uploaded.parquet" in bad["error"] and "Parquet" in bad["error"]
+    assert "half-uploaded.parquet" in (out / "_nightly" / "2026-11-24" / "report.html").read_text()
+
+
 def test_a_malformed_date_is_refused_before_anything_runs(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         cli_main(["nightly", "--manifests", str(tmp_path), "--out", str(tmp_path / "o"), "--date", "25/11/2026"])

@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -41,13 +43,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(predicate, what: str, timeout_s: float = 300):
+def wait_for(predicate, what: str, proc: subprocess.Popen, log: Path, timeout_s: float = 300):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
             return
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what}: `ray start` exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         time.sleep(0.5)
-    raise TimeoutError(f"{what} did not happen within {timeout_s} s")
+    raise TimeoutError(f"{what} did not happen within {timeout_s} s:\n{log.read_text()[-3000:]}")
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -73,6 +77,9 @@ def stop(proc: subprocess.Popen) -> None:
 def cluster(tmp_path_factory, tiny_model):
     """Head (2 CPUs, dashboard + job server) and a second node (2 CPUs, resource node2)."""
     tmp = tmp_path_factory.mktemp("cluster")
+    # Ray's unix sockets live under the temp dir and their paths may not exceed 107 bytes:
+    # pytest's tmp paths are too deep for that, so the nodes get short ones of their own.
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ltxr-", dir="/tmp"))
     port, dash, client, agent1, agent2 = (free_port() for _ in range(5))
     env = {
         **os.environ,
@@ -89,24 +96,25 @@ def cluster(tmp_path_factory, tiny_model):
     head = subprocess.Popen(
         [BIN / "ray", "start", "--head", *common, f"--port={port}", f"--ray-client-server-port={client}",
          "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-         f"--dashboard-agent-listen-port={agent1}", f"--temp-dir={tmp / 'head'}"],
+         f"--dashboard-agent-listen-port={agent1}", f"--temp-dir={ray_tmp / 'h'}"],
         env=env, stdout=head_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
     )
     node = None
     try:
-        wait_for(lambda: "Ray runtime started" in head_log.read_text(), "the head node starting")
+        wait_for(lambda: "Ray runtime started" in head_log.read_text(), "the head node starting", head, head_log)
         node = subprocess.Popen(
             [BIN / "ray", "start", *common, f"--address=127.0.0.1:{port}", '--resources={"node2": 1}',
-             f"--dashboard-agent-listen-port={agent2}", f"--temp-dir={tmp / 'node2'}"],
+             f"--dashboard-agent-listen-port={agent2}", f"--temp-dir={ray_tmp / 'w'}"],
             env=env, stdout=node_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
         )
-        wait_for(lambda: "Ray runtime started" in node_log.read_text(), "the second node joining")
-        wait_for(lambda: _dashboard_up(dash), "the job server answering")
+        wait_for(lambda: "Ray runtime started" in node_log.read_text(), "the second node joining", node, node_log)
+        wait_for(lambda: _dashboard_up(dash), "the job server answering", head, head_log)
         yield {"gcs": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dash}", "env": env, "tmp": tmp}
     finally:
         if node is not None:
             stop(node)
         stop(head)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def _dashboard_up(port: int) -> bool:
@@ -129,6 +137,7 @@ def results(out: Path) -> dict[str, dict]:
     return {r["job_id"]: r for r in pq.read_table(out / "results").to_pylist()}
 
 
+@pytest.mark.slow  # ~1-1.5 min each on a 2-core machine: a real two-node cluster
 def test_run_against_a_two_node_cluster_spreads_rows_over_both_nodes(cluster):
     tmp = cluster["tmp"]
     rows = [{"job_id": f"r{i}", "prompt": f"product {i}", **SMALL} for i in range(4)]
@@ -142,6 +151,7 @@ def test_run_against_a_two_node_cluster_spreads_rows_over_both_nodes(cluster):
     assert len({r["node_id"] for r in got.values() if r["error_stage"] != "validate"}) == 2
 
 
+@pytest.mark.slow  # ~1-1.5 min each on a 2-core machine: a real two-node cluster
 def test_submit_runs_the_job_on_the_cluster_and_a_second_submit_attaches_instead_of_rerunning(cluster):
     tmp = cluster["tmp"]
     write_manifest([{"job_id": f"s{i}", "prompt": f"item {i}", **SMALL} for i in range(4)], str(tmp / "submit.parquet"))
@@ -165,6 +175,7 @@ def test_submit_runs_the_job_on_the_cluster_and_a_second_submit_attaches_instead
     assert results(out) == got  # nothing was generated again
 
 
+@pytest.mark.slow  # ~1-1.5 min each on a 2-core machine: a real two-node cluster
 def test_submit_waits_and_exits_1_when_rows_failed(cluster):
     tmp = cluster["tmp"]
     write_manifest([{"job_id": "only-bad", "prompt": "p", "image_uri": str(tmp / "nope.png"), **SMALL}], str(tmp / "bad.parquet"))

@@ -18,8 +18,10 @@ COMMANDS = [
     "submit",
     "nightly",
     "validate",
+    "expand",
     "make_tiny_model",
     "schema_doc",
+    "qc",
 ]
 
 
@@ -41,13 +43,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 def main(argv: list[str] | None = None) -> int:
     from ltx_ray.manifest import ManifestError
     from ltx_ray.model_source import ModelNotFound
+    from ltx_ray.recipes import RecipeError
     from ltx_ray.storage import OutputNotWritable
 
     parser, handlers = build_parser()
     args = parser.parse_args(argv)
     try:
         return handlers[args.command](args)
-    except (FatalError, ManifestError, ModelNotFound, OutputNotWritable) as exc:
+    except (FatalError, ManifestError, ModelNotFound, OutputNotWritable, RecipeError) as exc:
         print(f"ltx-ray {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_FATAL
     except KeyboardInterrupt:

@@ -70,8 +70,11 @@ class LTX2Engine:
         from diffusers.utils import logging as diffusers_logging
 
         # Loading bars and per-module cast notices drown a batch log; errors still show.
+        from transformers.utils import logging as transformers_logging
+
         diffusers_logging.set_verbosity_error()
         diffusers_logging.disable_progress_bar()
+        transformers_logging.disable_progress_bar()
         self.device = torch.device(device)
         self.dtype = DTYPES[dtype]
         self.defaults = defaults

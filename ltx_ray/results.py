@@ -41,6 +41,8 @@ ARROW_SCHEMA = pa.schema(
         ("timings", pa.map_(pa.string(), pa.float64())),
         ("metadata", pa.string()),
         ("passthrough", pa.string()),
+        ("qc", pa.string()),
+        ("attempts", pa.int64()),
         ("job_hash", pa.string()),
         ("node_id", pa.string()),
         ("worker", pa.string()),
@@ -74,6 +76,10 @@ class ResultRow(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
     passthrough: dict[str, Any] = Field(default_factory=dict)
+    qc: dict[str, Any] | None = Field(
+        default=None, description="Quality checks: {passed, config, attempts: [{attempt, seed, pass, checks}]}; null when off"
+    )
+    attempts: int | None = Field(default=None, description="Videos generated for this job (more than 1 when QC retried)")
     job_hash: str | None = None
     node_id: str | None = Field(default=None, description="Ray node that generated the job")
     worker: str | None = Field(default=None, description="host:pid of the worker process")
@@ -85,6 +91,7 @@ class ResultRow(BaseModel):
         row["timings"] = list(self.timings.items())
         row["metadata"] = json.dumps(self.metadata)
         row["passthrough"] = json.dumps(self.passthrough)
+        row["qc"] = json.dumps(self.qc) if self.qc is not None else None
         return row
 
 

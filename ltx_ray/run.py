@@ -18,6 +18,7 @@ from ltx_ray.generate import job_hash
 from ltx_ray.manifest import InvalidRow, load_and_validate
 from ltx_ray.model_source import resolve_model
 from ltx_ray.progress import Progress
+from ltx_ray.report import write_report
 from ltx_ray.results import ResultRow, read_results, write_result
 from ltx_ray.storage import OutputStore
 
@@ -41,6 +42,7 @@ class RunConfig(BaseModel):
     run_id: str | None = None
     no_progress_timeout_s: float = Field(default=3 * 3600, description="fail a run that finishes no job for this long")
     engine: str = Field(default="ltx2", description="'ltx2' or 'module:callable' of a stand-in engine (benchmarks)")
+    gpu_hour_usd: float | None = Field(default=None, ge=0, description="Price of a GPU-hour, for the cost in the run report")
 
 
 class RunSummary(BaseModel):
@@ -56,16 +58,22 @@ class RunSummary(BaseModel):
     gpu_seconds: float = 0.0
     replica_seconds: float = 0.0
     stage_seconds: dict[str, float] = Field(default_factory=dict)
+    report_uri: str | None = Field(default=None, description="The run's review page, _runs/{run_id}/report.html")
 
     @property
     def exit_code(self) -> int:
         return 1 if self.failed or self.invalid else 0
 
 
+def new_run_id() -> str:
+    """A sortable, unique run id: UTC time plus a random suffix."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+
+
 def run(config: RunConfig, log=print) -> RunSummary:
     """Validate everything, then generate what is left, then summarise."""
     started = time.perf_counter()
-    run_id = config.run_id or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+    run_id = config.run_id or new_run_id()
 
     # 1. Fatal checks first, before any model loads or GPU starts.
     store = OutputStore(config.out)
@@ -117,10 +125,15 @@ def run(config: RunConfig, log=print) -> RunSummary:
         replica_seconds=round(totals.replica_seconds, 3),
         stage_seconds=totals.stage_seconds,
     )
+    summary.report_uri = write_report(
+        store, run_id, job_ids={j.job_id for j in manifest.jobs} | {r.key for r in manifest.invalid},
+        gpus_per_job=config.gpus_per_replica, gpu_hour_usd=config.gpu_hour_usd, summary=summary.model_dump(),
+    )
     store.put(f"_runs/{run_id}/summary.json", summary.model_dump_json(indent=2).encode())
     log(f"done: {summary.succeeded} succeeded, {summary.failed} failed, {summary.invalid} invalid, "
         f"{summary.skipped} skipped in {summary.wall_s:.1f} s; {summary.video_seconds:.1f} s of video, "
-        f"{summary.gpu_seconds:.1f} GPU-s, stage seconds {summary.stage_seconds}; results in {store.uri('results')}")
+        f"{summary.gpu_seconds:.1f} GPU-s, stage seconds {summary.stage_seconds}; results in {store.uri('results')}; "
+        f"report: {summary.report_uri}")
     return summary
 
 
@@ -171,7 +184,8 @@ def _generate_on_ray(config: RunConfig, run_id: str, jobs_uri: str, filesystem, 
 
     owns_ray = not ray.is_initialized()
     if owns_ray:
-        ray.init(address=config.address, include_dashboard=False)
+        # No --address means a fresh local Ray, even when `ray start` left a cluster here.
+        ray.init(address=config.address or "local", include_dashboard=False)
     try:
         configure_data_context(config.no_progress_timeout_s)
         DataContext.get_current().enable_progress_bars = sys.stderr.isatty()

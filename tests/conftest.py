@@ -69,7 +69,9 @@ def ray_local(model_cache, s3_endpoint):
 
     # Workers inherit the environment: let them import tests.faults (fault-injection engines).
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # Two fake GPUs: GPU scheduling is exercised while the replicas run on the CPU.
+    # address="local": never attach to another cluster a `ray start` left on this machine.
+    ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 

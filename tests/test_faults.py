@@ -66,3 +66,19 @@ def test_a_killed_driver_is_resumed_by_a_rerun_without_redoing_finished_rows(tmp
     assert f"{6 - done_before} to generate, {done_before} already done" in rerun.stdout
     assert_outputs_agree_with_results(out, [f"k{i}" for i in range(6)])
 
+
+
+def test_a_node_removed_mid_run_loses_no_row(tmp_path):
+    rows = [{"job_id": f"n{i}", "prompt": f"clip {i}", **SMALL} for i in range(6)]
+    write_manifest(rows, str(tmp_path / "m.parquet"))
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-m", "tests.node_loss", str(tmp_path / "m.parquet"), str(out)],
+                          env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.split("SUMMARY ", 1)[1].splitlines()[0])
+    removed = proc.stdout.split("REMOVED ", 1)[1].splitlines()[0].strip()
+    assert removed, "the node was not removed"
+    assert (summary["succeeded"], summary["failed"]) == (6, 0)
+    assert_outputs_agree_with_results(out, [f"n{i}" for i in range(6)])

@@ -15,6 +15,7 @@ def add_parser(sub) -> str:
     # "resolve" lets --address below replace run's --address: here it is the job server.
     p = sub.add_parser("submit", conflict_handler="resolve", help="submit the run to a Ray cluster as a Ray Job (at most once)")
     p.add_argument("manifests", nargs="+", help="Parquet manifests as the cluster sees them (object-store URIs, or paths on the head node)")
+    p.add_argument("--recipe", default=None, help="a pipelines/*.yaml recipe as the cluster sees it (e.g. /opt/ltx-ray/pipelines/X.yaml in the image)")
     add_run_options(p)
     p.add_argument("--address", required=True, help="Ray job server (dashboard) address, e.g. http://HEAD:8265")
     p.add_argument("--name", default="run", help="names the submission; with the run's arguments it makes the submission id")
@@ -32,6 +33,8 @@ def run_argv(args, manifests: list[str]) -> list[str]:
     probe = argparse.ArgumentParser(add_help=False)
     add_run_options(probe)
     argv = list(manifests)
+    if getattr(args, "recipe", None):
+        argv += ["--recipe", args.recipe]
     for action in probe._actions:
         if not action.option_strings or action.dest in NOT_FORWARDED:
             continue

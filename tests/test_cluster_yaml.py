@@ -234,10 +234,19 @@ def _dockerfile_instructions(text: str) -> list[str]:
     return out
 
 
+def _comment_commands(text: str) -> list[str]:
+    """How-to-run lines in comments (``#   ltx-ray run ... \\`` continued on the next lines,
+    optionally after a label such as ``Run:``): a stale one misleads as much as a broken value."""
+    lines = [line.strip()[1:].strip() for line in text.splitlines() if line.strip().startswith("#")]
+    joined = re.sub(r"\\\n", " ", "\n".join(lines))
+    return [m.group(1) for m in re.finditer(r"^(?:[A-Z][\w ]*:\s+)?(ltx-ray\s.*)$", joined, re.M)]
+
+
 def command_lines() -> list[tuple[str, list[str]]]:
-    """Every ``ltx-ray ...`` in the YAML values and the Dockerfile instructions, as argv."""
+    """Every ``ltx-ray ...`` in the YAML values, the Dockerfile instructions and how-to-run comments, as argv."""
     sources = [(p.name, s) for p in YAML_FILES for d in docs(p) for s in _strings(d)]
     sources += [("Dockerfile", s) for s in _dockerfile_instructions((CLUSTER / "Dockerfile").read_text())]
+    sources += [(p.name, s) for p in [*YAML_FILES, CLUSTER / "Dockerfile"] for s in _comment_commands(p.read_text())]
     found = []
     for name, text in sources:
         # Shell expansions stand for one word the shell fills in at run time.

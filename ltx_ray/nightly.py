@@ -199,6 +199,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}.bad{{color:#b00}}
 <p>run <code>{e(summary.run_id)}</code>, manifests under <code>{e(summary.manifests_prefix)}</code>,
 outputs in <code>{e(summary.out)}</code>, started {e(summary.started_at)}</p>
 <table>{''.join(f'<tr><th>{e(k)}</th><td>{e(v)}</td></tr>' for k, v in numbers)}</table>
+{f'<p>Every job of the night, with previews: <a href="../../_runs/{e(summary.run_id)}/report.html">the run report</a></p>' if summary.manifests_run else ''}
 <h2>Manifests</h2><table><tr><th>manifest</th><th>rows</th><th>tonight</th><th>completed</th></tr>{manifests}</table>
 <h2>Failed rows</h2><table><tr><th>job</th><th>stage</th><th>error</th></tr>{failed}</table>
 </body></html>

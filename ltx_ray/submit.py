@@ -72,7 +72,9 @@ def submit(client, name: str, run_argv: list[str], run_id: str | None, log=print
     else:
         submission_id = base
     run_id = run_id or submission_id
-    entrypoint = shlex.join(["ltx-ray", "run", *run_argv, "--run-id", run_id])
+    # Inside a Ray Job, RAY_ADDRESS names the cluster and `--address auto` follows it; without
+    # it `ltx-ray run` would start a fresh local Ray on the head and leave the workers idle.
+    entrypoint = shlex.join(["ltx-ray", "run", *run_argv, "--address", "auto", "--run-id", run_id])
     client.submit_job(entrypoint=entrypoint, submission_id=submission_id, metadata={"ltx_ray_run_id": run_id})
     log(f"submitted {submission_id}: {entrypoint}")
     return Submission(submission_id=submission_id, attached=False, status="PENDING", run_id=run_id, entrypoint=entrypoint)

@@ -165,6 +165,16 @@ def test_preserve_unknown_fields_subtrees_keep_unknown_keys():
     assert not validator.is_valid({"spec": {"closed": {"b": "x"}}})
 
 
+def test_kuberay_entrypoints_join_their_cluster_instead_of_starting_a_local_ray():
+    from ltx_ray.cli import build_parser
+
+    parser, _ = build_parser()
+    entrypoints = [d["spec"].get("entrypoint") or d["spec"]["jobTemplate"]["entrypoint"] for _, d in kuberay_docs() if d["kind"] in ("RayJob", "RayCronJob")]
+    assert len(entrypoints) == 2
+    for entrypoint in entrypoints:
+        assert parser.parse_args(shlex.split(entrypoint)[1:]).address == "auto", entrypoint
+
+
 def test_the_raycronjob_says_it_is_alpha_behind_the_feature_gate():
     text = (CLUSTER / "raycronjob-nightly.yaml").read_text()
     assert "ALPHA" in text and "RayCronJob" in text and "feature gate" in text

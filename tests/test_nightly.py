@@ -70,6 +70,7 @@ def test_the_first_night_runs_both_manifests_and_writes_its_summary_and_report(n
     assert {r["run_id"] for r in rows.values()} == {"nightly-2026-11-24"}
     report = (out / "_nightly" / "2026-11-24" / "report.html").read_text()
     assert "2026-11-24" in report and "a.parquet" in report and "b.parquet" in report and "OK" in report
+    assert 'href="../../_runs/nightly-2026-11-24/report.html"' in report
 
 
 def test_running_the_same_night_again_regenerates_nothing(nights):

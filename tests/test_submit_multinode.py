@@ -165,6 +165,7 @@ def test_submit_runs_the_job_on_the_cluster_and_a_second_submit_attaches_instead
     submission_id = next(line.split(": ", 1)[1] for line in first.stdout.splitlines() if line.startswith("submission_id: "))
     assert submission_id.startswith("ltx-ray-nightly-2026-11-25-")
     assert {r["run_id"] for r in got.values()} == {submission_id}
+    assert "--address auto" in first.stdout  # the entrypoint joins the cluster it was submitted to
     summary = json.loads((out / "_runs" / submission_id / "summary.json").read_text())
     assert summary["succeeded"] == 4
 

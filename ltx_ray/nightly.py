@@ -157,11 +157,25 @@ def nightly(prefix: str, date: str, template: RunConfig, log=print) -> NightlySu
         wall_s=round(time.perf_counter() - started, 3), manifests=outcomes,
     )
     failures = _failed_rows(store, [j for o in pending for j in job_ids[o.uri]])
+    _keep_previous(store, date)
+    run_report = f"_runs/{run_id}/report.html"
     store.put(f"{NIGHTLY_DIR}/{date}/summary.json", summary.model_dump_json(indent=2).encode())
-    store.put(f"{NIGHTLY_DIR}/{date}/report.html", render_report(summary, failures).encode())
+    store.put(f"{NIGHTLY_DIR}/{date}/report.html", render_report(summary, failures, store.exists(run_report)).encode())
     log(f"nightly {date}: {summary.manifests_run} run, {summary.manifests_skipped} skipped, rows {rows}; "
         f"report: {store.uri(f'{NIGHTLY_DIR}/{date}/report.html')}")
     return summary
+
+
+def _keep_previous(store: OutputStore, date: str) -> None:
+    """A second invocation of a night must not erase the first one's record: move it aside."""
+    name = f"{NIGHTLY_DIR}/{date}/summary.json"
+    if not store.exists(name):
+        return
+    previous = json.loads(store.get(name))
+    folder = f"{NIGHTLY_DIR}/{date}/previous/{previous['started_at'].replace(':', '')}"
+    for file in ("summary.json", "report.html"):
+        if store.exists(f"{NIGHTLY_DIR}/{date}/{file}"):
+            store.put(f"{folder}/{file}", store.get(f"{NIGHTLY_DIR}/{date}/{file}"))
 
 
 def _failed_rows(store: OutputStore, job_ids: list) -> list[dict]:
@@ -170,7 +184,7 @@ def _failed_rows(store: OutputStore, job_ids: list) -> list[dict]:
     return [r for r in table if r["job_id"] in wanted and r["status"] == "failed"]
 
 
-def render_report(summary: NightlySummary, failures: list[dict]) -> str:
+def render_report(summary: NightlySummary, failures: list[dict], link_run_report: bool = False) -> str:
     """A small self-contained HTML page: the night's numbers, its manifests, its failed rows."""
     e = html.escape
     numbers = [
@@ -199,7 +213,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}.bad{{color:#b00}}
 <p>run <code>{e(summary.run_id)}</code>, manifests under <code>{e(summary.manifests_prefix)}</code>,
 outputs in <code>{e(summary.out)}</code>, started {e(summary.started_at)}</p>
 <table>{''.join(f'<tr><th>{e(k)}</th><td>{e(v)}</td></tr>' for k, v in numbers)}</table>
-{f'<p>Every job of the night, with previews: <a href="../../_runs/{e(summary.run_id)}/report.html">the run report</a></p>' if summary.manifests_run else ''}
+{f'<p>Every job of the night, with previews: <a href="../../_runs/{e(summary.run_id)}/report.html">the run report</a></p>' if link_run_report else ''}
 <h2>Manifests</h2><table><tr><th>manifest</th><th>rows</th><th>tonight</th><th>completed</th></tr>{manifests}</table>
 <h2>Failed rows</h2><table><tr><th>job</th><th>stage</th><th>error</th></tr>{failed}</table>
 </body></html>

@@ -74,13 +74,16 @@ def test_the_first_night_runs_both_manifests_and_writes_its_summary_and_report(n
 
 
 def test_running_the_same_night_again_regenerates_nothing(nights):
-    _, steps = nights
+    out, steps = nights
     code, summary, rows, files = steps["night1-again"]
     assert code == 0
     assert (summary["manifests_seen"], summary["manifests_run"], summary["manifests_skipped"]) == (2, 0, 2)
     assert summary["rows"]["succeeded"] == 0 and summary["video_seconds"] == 0
     assert files == steps["night1"][3]  # same mp4s, untouched
     assert rows == steps["night1"][2]
+    # The first invocation's record of the night is kept beside the new one.
+    (kept,) = (out / "_nightly" / "2026-11-24" / "previous").glob("*/summary.json")
+    assert json.loads(kept.read_text())["manifests_run"] == 2
 
 
 def test_the_next_night_runs_only_the_new_and_the_changed_manifest_and_only_their_new_rows(nights):

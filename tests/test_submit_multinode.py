@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -218,3 +219,45 @@ def test_the_entrypoint_carries_every_run_option_and_parses_back_to_the_same_run
     # The id depends on the run: another output is another submission, the same run the same one.
     assert base_submission_id("n", argv) == base_submission_id("n", list(argv))
     assert base_submission_id("n", argv) != base_submission_id("n", [a.replace("s3://b/out", "s3://b/other") for a in argv])
+
+
+class FakeJobClient:
+    """A fake of JobSubmissionClient's list/submit, for the attempt bookkeeping alone."""
+
+    def __init__(self, jobs: dict[str, str]):
+        from types import SimpleNamespace
+
+        self.jobs = [SimpleNamespace(submission_id=i, status=SimpleNamespace(value=s), entrypoint="ltx-ray run ...") for i, s in jobs.items()]
+        self.submitted: list[dict] = []
+
+    def list_jobs(self):
+        return self.jobs
+
+    def submit_job(self, **kwargs):
+        self.submitted.append(kwargs)
+        return kwargs["submission_id"]
+
+
+@pytest.mark.parametrize(
+    "existing,expected_id,attached",
+    [
+        ({}, "BASE", False),
+        ({"BASE": "RUNNING"}, "BASE", True),
+        ({"BASE": "SUCCEEDED"}, "BASE", True),
+        ({"BASE": "FAILED"}, "BASE-r2", False),
+        ({"BASE": "FAILED", "BASE-r2": "STOPPED"}, "BASE-r3", False),
+        ({"BASE": "FAILED", "BASE-r2": "PENDING"}, "BASE-r2", True),
+    ],
+)
+def test_with_a_fake_job_client_a_run_is_attached_while_live_or_done_and_retried_after_it_failed(existing, expected_id, attached):
+    from ltx_ray.submit import submit
+
+    argv = ["s3://b/m.parquet", "--out", "s3://b/out"]
+    base = base_submission_id("night", argv)
+    client = FakeJobClient({k.replace("BASE", base): v for k, v in existing.items()})
+    got = submit(client, "night", argv, None, log=lambda *_: None)
+    assert (got.submission_id, got.attached) == (expected_id.replace("BASE", base), attached)
+    assert len(client.submitted) == (0 if attached else 1)
+    if not attached:
+        entrypoint = shlex.split(client.submitted[0]["entrypoint"])
+        assert entrypoint[:2] == ["ltx-ray", "run"] and entrypoint[-2:] == ["--run-id", got.submission_id]

@@ -388,3 +388,14 @@ def test_lora_weights_named_in_a_request_must_lie_under_an_allowed_prefix():
         assert (info.value.body.param, info.value.body.code) == ("lora[0].uri", "forbidden_path")
     intake = intake_of({"prompt": "p", "lora": json.dumps([{"uri": "s3://team/loras/style.safetensors"}])})
     check_server_paths(validate_row(intake, VID), ["s3://team/loras/"], intake)
+
+
+def test_the_rayservice_in_the_repo_starts_the_same_typed_builder_with_valid_args():
+    path = REPO / "cluster" / "rayservice.yaml"
+    if not path.exists():
+        pytest.skip("no cluster/rayservice.yaml")
+    service = yaml.safe_load(path.read_text())
+    serve_config = yaml.safe_load(service["spec"]["serveConfigV2"])
+    for app in serve_config["applications"]:
+        assert app["import_path"] == "ltx_ray.serve.app:build_app"
+        ServeArgs.model_validate(app["args"])

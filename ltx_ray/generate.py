@@ -16,6 +16,7 @@ import os
 import platform
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -27,17 +28,11 @@ from ltx_ray.inputs import InputError, fetch_inputs
 from ltx_ray.ltx2 import LTX2Engine, keyframe_effective_frame
 from ltx_ray.model_source import ResolvedModel
 from ltx_ray.mux import thumbnail_jpeg, write_mp4
-from ltx_ray.results import ResultRow, write_result
+from ltx_ray.results import ResultRow, job_hash, write_result
 from ltx_ray.schema import Job
 from ltx_ray.storage import OutputStore
 
 PACKAGES = ("ltx-ray", "torch", "diffusers", "transformers", "ray", "av", "pyarrow", "pydantic")
-
-
-def job_hash(job: Job, model: ResolvedModel) -> str:
-    """Fingerprint of what a job would produce: a changed row or model means a new video."""
-    spec = {"job": job.model_dump(mode="json", exclude={"metadata", "passthrough"}), "model": model.model_id, "rev": model.revision}
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
 def package_versions() -> dict[str, str]:
@@ -73,6 +68,10 @@ class JobRunner:
         self.versions = package_versions()
         self.node_id = node_id
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        # One job at a time on the engine. With two jobs in flight on a replica
+        # (RunConfig.tasks_in_flight_per_replica=2) the next job fetches its inputs and
+        # then waits here while this one muxes and uploads, so the GPU never waits on them.
+        self._engine_lock = threading.Lock()
 
     def run(self, job: Job, on_step: Callable[[int, int], None] | None = None) -> ResultRow:
         """Generate one job and commit its outputs; never raises for a row-level failure."""
@@ -102,7 +101,7 @@ class JobRunner:
         try:
             with timed("fetch_inputs"):
                 inputs = fetch_inputs(job)
-            with timed("generate"):
+            with self._engine_lock, timed("generate"):
                 clip = self.engine.generate(job, inputs, on_step)
             with timed("mux"), tempfile.TemporaryDirectory(prefix="ltx-ray-") as tmp:
                 local = Path(tmp) / f"{job.job_id}.mp4"

@@ -104,7 +104,7 @@ def two_in_flight_schedule(costs: list[float], gpus: int) -> float:
 
 def fleet_metrics(rows: list[dict], gpus: int) -> dict:
     """Utilization, makespan ratio and tail from the results rows' start and end times."""
-    spans = [(r["timings"]["start_unix"], r["timings"]["end_unix"], r["worker"]) for r in rows]
+    spans = [(r["metadata"]["sim_start_unix"], r["metadata"]["sim_end_unix"], r["worker"]) for r in rows]
     first = min(s for s, _, _ in spans)
     last = max(e for _, e, _ in spans)
     makespan = last - first
@@ -180,7 +180,7 @@ def main(argv=None) -> dict:
             ray.shutdown()
     results = pq.read_table(out / "results").to_pylist()
     for r in results:
-        r["timings"] = dict(r["timings"])
+        r["metadata"] = json.loads(r["metadata"])
     metrics = fleet_metrics(results, args.gpus)
     ordered = sorted(sim, reverse=True)
     shuffled = sim[:]

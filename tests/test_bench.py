@@ -92,3 +92,22 @@ def test_gpu_benchmark_builds_the_real_configs_and_says_when_it_is_skipped(capsy
         assert r["skipped"] is False and r["runs"]
     else:
         assert r["skipped"] is True
+
+
+def test_a_guided_job_costs_three_passes_per_step_so_longest_first_counts_guidance():
+    from ltx_ray.schema import ManifestRow, ModelDefaults
+
+    def job(steps, guidance):
+        return ManifestRow(job_id="j", prompt="p", steps=steps, guidance_scale=guidance).resolve(ModelDefaults())
+
+    assert job(40, 3.0).denoise_cost == 15 * job(8, 1.0).denoise_cost
+
+
+def test_two_jobs_in_flight_only_where_replicas_have_many_jobs_because_few_jobs_queue_behind_long_ones():
+    from bench.fleet import list_schedule, two_in_flight_schedule
+    from ltx_ray.run import auto_tasks_in_flight
+
+    # 2 GPUs, longest first: one in flight puts the three short jobs on the free GPU.
+    assert list_schedule([5, 1, 1, 1], 2) == 5
+    assert two_in_flight_schedule([5, 1, 1, 1], 2) == 6
+    assert auto_tasks_in_flight(31, 2) == 1 and auto_tasks_in_flight(32, 2) == 2

@@ -3,9 +3,15 @@
 The public facade; everything else is an implementation module.
 """
 
+from ltx_ray.qc import QCConfig, QCReport, check_video
+from ltx_ray.recipes import Recipe, expand_manifests, load_recipe
+from ltx_ray.report import build_report, write_report
 from ltx_ray.results import ResultRow, read_results
 from ltx_ray.run import RunConfig, RunSummary, run
 from ltx_ray.schema import Job, ManifestRow
 
-__all__ = ["Job", "ManifestRow", "ResultRow", "RunConfig", "RunSummary", "read_results", "run"]
+__all__ = [
+    "Job", "ManifestRow", "QCConfig", "QCReport", "Recipe", "ResultRow", "RunConfig", "RunSummary",
+    "build_report", "check_video", "expand_manifests", "load_recipe", "read_results", "run", "write_report",
+]
 __version__ = "0.1.0"

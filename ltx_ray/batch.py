@@ -8,12 +8,14 @@ and returns a small metadata row.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from pydantic import BaseModel
 
 from ltx_ray.schema import Job
 
-RESULT_COLUMNS = ("job_id", "status", "error", "error_stage", "video_uri", "duration_s", "generate_s")
+RESULT_COLUMNS = ("job_id", "status", "error", "error_stage", "video_uri", "duration_s", "timings")
 
 
 class WorkerConfig(BaseModel):
@@ -28,6 +30,7 @@ class WorkerConfig(BaseModel):
     # "ltx2", or "module:callable" building another engine with the same generate()
     # interface (benchmarks use a simulated one; see bench/).
     engine: str = "ltx2"
+    offload: str = "auto"
     # None, or "module:callable" building a stand-in for the whole JobRunner (called with
     # config=WorkerConfig, node_id=str; returns an object whose run(job) gives a ResultRow).
     # Scheduling benchmarks (bench/fleet.py, bench/capacity.py) run dozens of actors on a
@@ -59,7 +62,9 @@ class GenerationStage:
             torch.set_num_threads(cfg.torch_threads)
         model = resolve_model(cfg.model)
         if cfg.engine == "ltx2":
-            engine = LTX2Engine(model.path, device=cfg.device, dtype=cfg.dtype, defaults=model.defaults)
+            engine = LTX2Engine(
+                model.path, device=cfg.device, dtype=cfg.dtype, defaults=model.defaults, offload=cfg.offload
+            )
         else:
             engine = _load(cfg.engine)(model=model, device=cfg.device, dtype=cfg.dtype)
         self.runner = JobRunner(
@@ -77,7 +82,7 @@ class GenerationStage:
             out["error_stage"].append(row.error_stage)
             out["video_uri"].append(row.video_uri)
             out["duration_s"].append(row.duration_s)
-            out["generate_s"].append(row.timings.get("generate"))
+            out["timings"].append(json.dumps(row.timings))
         if len(out["job_id"]) != len(batch["job"]):
             raise RuntimeError("generation stage must return exactly one row per job")
         return out
@@ -89,6 +94,25 @@ def _load(spec: str):
 
     module, _, attr = spec.partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def configure_data_context(no_progress_timeout_s: float) -> None:
+    """Ray Data knobs a long GPU run needs, each set on purpose."""
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    # An actor that dies while loading weights (a node preempted, a transient OOM) is
+    # replaced a couple of times; a model that can never load still fails the run quickly.
+    ctx.max_consecutive_actor_init_deaths = 2
+    # A job is one task, and real jobs can take many minutes each; only a run that makes no
+    # progress at all for this long is declared hung (the default 30 min is too short for
+    # a 4K clip on one replica).
+    ctx.execution_no_progress_timeout_s = no_progress_timeout_s
+    # Row errors are caught in the stage and returned as data, so an exception that escapes
+    # it is a bug: fail rather than silently drop the rows of that block.
+    ctx.max_errored_blocks = 0
+    # Wait for GPU workers an autoscaler is still bringing up, but not forever.
+    ctx.wait_for_min_actors_s = 1800
 
 
 def build_dataset(

@@ -16,8 +16,10 @@ EXIT_OK, EXIT_ROWS_FAILED, EXIT_FATAL = 0, 1, 2
 COMMANDS = [
     "run",
     "validate",
+    "expand",
     "make_tiny_model",
     "schema_doc",
+    "qc",
 ]
 
 
@@ -28,6 +30,7 @@ class FatalError(Exception):
 def main(argv: list[str] | None = None) -> int:
     from ltx_ray.manifest import ManifestError
     from ltx_ray.model_source import ModelNotFound
+    from ltx_ray.recipes import RecipeError
     from ltx_ray.storage import OutputNotWritable
 
     parser = argparse.ArgumentParser(prog="ltx-ray", description="Parquet manifests -> LTX-2 videos on Ray")
@@ -39,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return handlers[args.command](args)
-    except (FatalError, ManifestError, ModelNotFound, OutputNotWritable) as exc:
+    except (FatalError, ManifestError, ModelNotFound, OutputNotWritable, RecipeError) as exc:
         print(f"ltx-ray {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_FATAL
     except KeyboardInterrupt:

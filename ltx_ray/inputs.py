@@ -8,6 +8,7 @@ import fsspec
 from PIL import Image, UnidentifiedImageError
 
 from ltx_ray.ltx2 import JobInputs
+from ltx_ray.retry import with_retries
 from ltx_ray.schema import Job
 
 MAX_IMAGE_PIXELS = 8192 * 8192
@@ -19,10 +20,13 @@ class InputError(Exception):
 
 
 def read_uri_bytes(uri: str, field: str, limit: int = MAX_INPUT_BYTES) -> bytes:
-    try:
+    def read() -> bytes:
         fs, path = fsspec.core.url_to_fs(uri)
         with fs.open(path, "rb") as fh:
-            data = fh.read(limit + 1)
+            return fh.read(limit + 1)
+
+    try:
+        data = with_retries(read)
     except FileNotFoundError:
         raise InputError(f"{field} = {uri!r}: no such file; check the path or URI") from None
     except Exception as exc:  # noqa: BLE001 - any backend error is reported on the row
@@ -43,7 +47,9 @@ def load_image(uri: str, field: str, size: tuple[int, int]) -> Image.Image:
             rgb = img.convert("RGB")
     except InputError:
         raise
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError:
+        raise InputError(f"{field} = {uri!r}: the image is too large to decode safely; use at most 8192x8192") from None
+    except (UnidentifiedImageError, OSError) as exc:
         raise InputError(f"{field} = {uri!r}: not a readable image ({exc}); give a PNG, JPEG or WebP file") from None
     return _cover(rgb, size)
 

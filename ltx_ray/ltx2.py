@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ltx_ray.placement import OffloadMode, Placement, plan_placement
 from ltx_ray.schema import Job, ModelDefaults
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -56,18 +57,29 @@ def keyframe_effective_frame(frame: int) -> int:
 class LTX2Engine:
     """A loaded LTX-2 pipeline set on one device."""
 
-    def __init__(self, model_dir: str, *, device: str = "cpu", dtype: str = "float32", defaults: ModelDefaults):
+    def __init__(
+        self,
+        model_dir: str,
+        *,
+        device: str = "cpu",
+        dtype: str = "float32",
+        defaults: ModelDefaults,
+        offload: OffloadMode = "auto",
+    ):
         from diffusers import LTX2ConditionPipeline, LTX2ImageToVideoPipeline, LTX2Pipeline
         from diffusers.utils import logging as diffusers_logging
 
         # Loading bars and per-module cast notices drown a batch log; errors still show.
+        from transformers.utils import logging as transformers_logging
+
         diffusers_logging.set_verbosity_error()
         diffusers_logging.disable_progress_bar()
+        transformers_logging.disable_progress_bar()
         self.device = torch.device(device)
         self.dtype = DTYPES[dtype]
         self.defaults = defaults
         base = LTX2Pipeline.from_pretrained(model_dir, dtype=self.dtype)
-        base.to(self.device)
+        self.placement = self._place(base, offload)
         base.set_progress_bar_config(disable=True)
         self._pipes = {
             "t2v": base,
@@ -133,6 +145,43 @@ class LTX2Engine:
             audio=audio,
             sample_rate=self.audio_sample_rate if audio is not None else None,
         )
+
+    def _place(self, pipe, offload: OffloadMode) -> Placement:
+        """Put the components where ``plan_placement`` says (all GPUs the replica was given)."""
+        modules = {n: m for n, m in pipe.components.items() if isinstance(m, torch.nn.Module)}
+        if self.device.type != "cuda":
+            pipe.to(self.device)
+            return Placement(
+                devices={n: str(self.device) for n in modules},
+                offload="none",
+                execution_device=str(self.device),
+                reason=f"single device {self.device}",
+            )
+        # Ray gives the actor its GPUs through CUDA_VISIBLE_DEVICES: use every visible one.
+        free = {f"cuda:{i}": torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())}
+        sizes = {n: sum(p.numel() * p.element_size() for p in m.parameters()) for n, m in modules.items()}
+        plan = plan_placement(sizes, free, offload=offload)
+        if plan.offload == "model":
+            pipe.enable_model_cpu_offload(device=plan.execution_device)
+        elif plan.offload == "group":
+            pipe.enable_group_offload(
+                onload_device=torch.device(plan.execution_device),
+                offload_device=torch.device("cpu"),
+                offload_type="block_level",
+                num_blocks_per_group=1,
+                use_stream=True,
+            )
+        else:
+            from accelerate.hooks import AlignDevicesHook, add_hook_to_module
+
+            split = len(set(plan.devices.values())) > 1
+            for name, module in modules.items():
+                module.to(plan.devices[name])
+                if split:
+                    # Inputs move to the component's card and outputs come back, so the
+                    # pipeline code runs unchanged across cards.
+                    add_hook_to_module(module, AlignDevicesHook(execution_device=plan.devices[name], io_same_device=True))
+        return plan
 
     @staticmethod
     def _decode_video(pipe, latents: torch.Tensor) -> np.ndarray:

@@ -39,19 +39,21 @@ MANIFEST_ARROW_TYPES = {
     "guidance_scale": pa.float64(),
     "audio": pa.bool_(),
     "metadata": pa.string(),
+    "qc": pa.string(),
 }
+
+
+def manifest_table(rows: list[dict]) -> pa.Table:
+    """Rows as a manifest table with the schema's Parquet types (other columns inferred)."""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    return pa.table({col: pa.array([row.get(col) for row in rows], type=MANIFEST_ARROW_TYPES.get(col)) for col in columns})
 
 
 def write_manifest(rows: list[dict], uri: str) -> str:
     """Write rows as a manifest with the schema's Parquet types (other columns inferred)."""
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    arrays = {}
-    for col in columns:
-        values = [row.get(col) for row in rows]
-        arrays[col] = pa.array(values, type=MANIFEST_ARROW_TYPES.get(col))
-    fs, path = fsspec.core.url_to_fs(uri)
+    fs, path = fsspec.core.url_to_fs(uri, auto_mkdir=True) if "://" not in uri else fsspec.core.url_to_fs(uri)
     with fs.open(path, "wb") as fh:
-        pq.write_table(pa.table(arrays), fh)
+        pq.write_table(manifest_table(rows), fh)
     return uri
 
 
@@ -186,7 +188,8 @@ def _jsonable(value):
 
 def _row_key(source: str, index: int, job_id) -> str:
     """Results file name for a row: its job_id when usable, else a stable hash of where it is."""
-    if isinstance(job_id, str) and re.match(JOB_ID_PATTERN, job_id):
+    # fullmatch: "$" in a pattern would also accept a trailing newline
+    if isinstance(job_id, str) and re.fullmatch(JOB_ID_PATTERN.strip("^$"), job_id):
         return job_id
     digest = hashlib.sha256(f"{source}#{index}".encode()).hexdigest()[:16]
     return f"invalid-row-{digest}"

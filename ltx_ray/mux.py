@@ -105,6 +105,19 @@ def thumbnail_jpeg(frames: np.ndarray, max_side: int = 512) -> bytes:
     return buf.getvalue()
 
 
+def preview_webp(frames: np.ndarray, max_side: int = 256, count: int = 8, fps: float = 4.0) -> bytes:
+    """A short looping animated WebP of ``count`` frames spread over the clip (for review pages)."""
+    picks = np.linspace(0, len(frames) - 1, num=min(count, len(frames))).round().astype(int)
+    images = []
+    for index in picks:
+        img = Image.fromarray(frames[index])
+        img.thumbnail((max_side, max_side))
+        images.append(img)
+    buf = io.BytesIO()
+    images[0].save(buf, format="WEBP", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0, quality=70)
+    return buf.getvalue()
+
+
 class Probe(BaseModel):
     """What is in an mp4, read back by decoding it."""
 

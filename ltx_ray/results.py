@@ -46,6 +46,8 @@ ARROW_SCHEMA = pa.schema(
         ("timings", pa.map_(pa.string(), pa.float64())),
         ("metadata", pa.string()),
         ("passthrough", pa.string()),
+        ("qc", pa.string()),
+        ("attempts", pa.int64()),
         ("job_hash", pa.string()),
         ("node_id", pa.string()),
         ("worker", pa.string()),
@@ -79,6 +81,10 @@ class ResultRow(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
     passthrough: dict[str, Any] = Field(default_factory=dict)
+    qc: dict[str, Any] | None = Field(
+        default=None, description="Quality checks: {passed, config, attempts: [{attempt, seed, pass, checks}]}; null when off"
+    )
+    attempts: int | None = Field(default=None, description="Videos generated for this job (more than 1 when QC retried)")
     job_hash: str | None = None
     node_id: str | None = Field(default=None, description="Ray node that generated the job")
     worker: str | None = Field(default=None, description="host:pid of the worker process")
@@ -90,6 +96,7 @@ class ResultRow(BaseModel):
         row["timings"] = list(self.timings.items())
         row["metadata"] = json.dumps(self.metadata)
         row["passthrough"] = json.dumps(self.passthrough)
+        row["qc"] = json.dumps(self.qc) if self.qc is not None else None
         return row
 
 
@@ -99,7 +106,7 @@ def job_hash(job: Job, model: ResolvedModel) -> str:
     It lives here, beside the row that records it, so that resuming (run.py) and light
     workers never import torch.
     """
-    spec = {"job": job.model_dump(mode="json", exclude={"metadata", "passthrough"}), "model": model.model_id, "rev": model.revision}
+    spec = {"job": job.model_dump(mode="json", exclude={"metadata", "passthrough", "qc"}), "model": model.model_id, "rev": model.revision}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 

@@ -16,6 +16,8 @@ from pydantic import BaseModel, Field
 
 from ltx_ray.manifest import InvalidRow, load_and_validate
 from ltx_ray.model_source import resolve_model
+from ltx_ray.progress import Progress
+from ltx_ray.report import write_report
 from ltx_ray.results import ResultRow, job_hash, read_results, write_result
 from ltx_ray.storage import OutputStore
 
@@ -32,9 +34,14 @@ class RunConfig(BaseModel):
     replicas: int = Field(default=1, ge=1, description="Generation actors, started all at once")
     gpus_per_replica: float = Field(default=0, ge=0)
     cpus_per_replica: float = Field(default=1, gt=0)
+    offload: Literal["auto", "none", "model", "group"] = Field(
+        default="auto", description="none: fail if the model does not fit; model / group: CPU offload; auto: as needed"
+    )
     force: bool = Field(default=False, description="Regenerate jobs that already succeeded")
     run_id: str | None = None
+    no_progress_timeout_s: float = Field(default=3 * 3600, description="fail a run that finishes no job for this long")
     engine: str = Field(default="ltx2", description="'ltx2' or 'module:callable' of a stand-in engine (benchmarks)")
+    gpu_hour_usd: float | None = Field(default=None, ge=0, description="Price of a GPU-hour, for the cost in the run report")
     runner: str | None = Field(default=None, description="'module:callable' of a stand-in job runner (scheduling benchmarks)")
     tasks_in_flight_per_replica: int | None = Field(
         default=None, ge=1, le=4,
@@ -57,16 +64,25 @@ class RunSummary(BaseModel):
     invalid: int
     wall_s: float
     video_seconds: float
+    gpu_seconds: float = 0.0
+    replica_seconds: float = 0.0
+    stage_seconds: dict[str, float] = Field(default_factory=dict)
+    report_uri: str | None = Field(default=None, description="The run's review page, _runs/{run_id}/report.html")
 
     @property
     def exit_code(self) -> int:
         return 1 if self.failed or self.invalid else 0
 
 
+def new_run_id() -> str:
+    """A sortable, unique run id: UTC time plus a random suffix."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+
+
 def run(config: RunConfig, log=print) -> RunSummary:
     """Validate everything, then generate what is left, then summarise."""
     started = time.perf_counter()
-    run_id = config.run_id or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+    run_id = config.run_id or new_run_id()
 
     # 1. Fatal checks first, before any model loads or GPU starts.
     store = OutputStore(config.out)
@@ -89,8 +105,7 @@ def run(config: RunConfig, log=print) -> RunSummary:
         f"{skipped} already done, {len(manifest.invalid)} invalid")
 
     # 4. Generate on Ray: longest jobs first so no replica finishes the run alone.
-    statuses: dict[str, str] = {}
-    video_seconds = 0.0
+    progress = Progress(len(pending), config.replicas, config.gpus_per_replica, log)
     if pending:
         # The key counts guidance passes too: a guided 40-step job costs 15x a distilled 8-step
         # one of the same size, not 5x, and a misordered long job ends the run alone.
@@ -98,33 +113,40 @@ def run(config: RunConfig, log=print) -> RunSummary:
         jobs_uri, fs = _write_jobs_file(store, run_id, pending)
         in_flight = config.tasks_in_flight_per_replica or auto_tasks_in_flight(len(pending), config.replicas)
         log(f"generating on {config.replicas} replica(s), {in_flight} job(s) in flight on each")
+        seen: set[str] = set()
         for row in _generate_on_ray(config, run_id, jobs_uri, fs, len(pending), in_flight):
-            statuses[row["job_id"]] = row["status"]
-            if row["status"] == "succeeded":
-                video_seconds += row["duration_s"] or 0.0
-                log(f"[{len(statuses)}/{len(pending)}] {row['job_id']}: succeeded -> {row['video_uri']}")
-            else:
-                log(f"[{len(statuses)}/{len(pending)}] {row['job_id']}: FAILED at {row['error_stage']}: {row['error']}")
-        missing = {j.job_id for j in pending} - set(statuses)
+            row["timings"] = json.loads(row["timings"]) if row["timings"] else {}
+            seen.add(row["job_id"])
+            progress.job_done(row)
+        missing = {j.job_id for j in pending} - seen
         if missing:
             raise RuntimeError(f"the run lost {len(missing)} jobs without a result: {sorted(missing)[:5]}")
 
     # 5. Summarise.
-    failed = sum(1 for s in statuses.values() if s == "failed")
+    totals = progress.totals
     summary = RunSummary(
         run_id=run_id,
         out=store.root_uri,
         total=len(manifest.jobs) + len(manifest.invalid),
-        succeeded=len(statuses) - failed,
-        failed=failed,
+        succeeded=totals.succeeded,
+        failed=totals.failed,
         skipped=skipped,
         invalid=len(manifest.invalid),
         wall_s=round(time.perf_counter() - started, 3),
-        video_seconds=round(video_seconds, 3),
+        video_seconds=round(totals.video_seconds, 3),
+        gpu_seconds=round(totals.gpu_seconds, 3),
+        replica_seconds=round(totals.replica_seconds, 3),
+        stage_seconds=totals.stage_seconds,
+    )
+    summary.report_uri = write_report(
+        store, run_id, job_ids={j.job_id for j in manifest.jobs} | {r.key for r in manifest.invalid},
+        gpus_per_job=config.gpus_per_replica, gpu_hour_usd=config.gpu_hour_usd, summary=summary.model_dump(),
     )
     store.put(f"_runs/{run_id}/summary.json", summary.model_dump_json(indent=2).encode())
     log(f"done: {summary.succeeded} succeeded, {summary.failed} failed, {summary.invalid} invalid, "
-        f"{summary.skipped} skipped in {summary.wall_s:.1f} s; results in {store.uri('results')}")
+        f"{summary.skipped} skipped in {summary.wall_s:.1f} s; {summary.video_seconds:.1f} s of video, "
+        f"{summary.gpu_seconds:.1f} GPU-s, stage seconds {summary.stage_seconds}; results in {store.uri('results')}; "
+        f"report: {summary.report_uri}")
     return summary
 
 
@@ -182,17 +204,19 @@ def _generate_on_ray(config: RunConfig, run_id: str, jobs_uri: str, filesystem, 
     import ray
     from ray.data import DataContext
 
-    from ltx_ray.batch import WorkerConfig, build_dataset
+    from ltx_ray.batch import WorkerConfig, build_dataset, configure_data_context
 
     owns_ray = not ray.is_initialized()
     if owns_ray:
-        ray.init(address=config.address, include_dashboard=False)
+        # No --address means a fresh local Ray, even when `ray start` left a cluster here.
+        ray.init(address=config.address or "local", include_dashboard=False)
     try:
-        ctx = DataContext.get_current()
-        ctx.enable_progress_bars = sys.stderr.isatty()
+        configure_data_context(config.no_progress_timeout_s)
+        DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
         worker = WorkerConfig(
             model=config.model, out=config.out, device=config.device, dtype=config.dtype, run_id=run_id,
             engine=config.engine, runner=config.runner,
+            offload=config.offload,
             # On CPU a replica's torch may use its share of the node's cores, not just the
             # one CPU it reserves for Ray's scheduler.
             torch_threads=max(1, (os.cpu_count() or 1) // config.replicas) if config.device == "cpu" else None,

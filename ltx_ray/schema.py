@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ltx_ray.qc import QCConfig
+
 SCHEMA_VERSION = 1
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 TASKS = ("t2v", "i2v", "keyframes")
@@ -143,6 +145,22 @@ class ManifestRow(BaseModel):
         default=None,
         description="A JSON object (as a string) passed through to the sidecar and the results (SKU, campaign, ...).",
     )
+    qc: QCConfig | None = Field(
+        default=None,
+        description="Quality checks as a JSON object, e.g. `{\"min_motion\": 0.5, \"max_attempts\": 3}` (fields: "
+        "min_motion, max_blank_fraction, min_audio_dbfs, min_keyframe_ssim, max_attempts; `{}` takes every default). "
+        "A video failing a check is generated again with a new seed; absent: no checks.",
+    )
+
+    @field_validator("qc", mode="before")
+    @classmethod
+    def _qc_json(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                return json.loads(v)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f'is not valid JSON ({exc.msg}); write a JSON object such as {{"min_motion": 0.5}}') from None
+        return v
 
     @field_validator("prompt")
     @classmethod
@@ -200,6 +218,8 @@ class ManifestRow(BaseModel):
             total = self.resolved_num_frames()
             if len(set(frames)) != len(frames):
                 raise ValueError(f"keyframes: frames {frames} repeat a frame; give each frame at most once")
+            if frames != sorted(frames):
+                raise ValueError(f"keyframes: frames {frames} are out of order; list keyframes by increasing frame")
             if max(frames) >= total:
                 raise ValueError(
                     f"keyframes: frame {max(frames)} is outside the video of {total} frames; "
@@ -236,6 +256,7 @@ class ManifestRow(BaseModel):
             guidance_scale=self.guidance_scale if self.guidance_scale is not None else defaults.guidance_scale,
             audio=True if self.audio is None else self.audio,
             metadata=json.loads(self.metadata) if self.metadata else {},
+            qc=self.qc,
         )
 
 
@@ -270,6 +291,7 @@ class Job(BaseModel):
     guidance_scale: float
     audio: bool
     metadata: dict[str, Any] = Field(default_factory=dict)
+    qc: QCConfig | None = Field(default=None, description="Quality checks; None: the video is accepted as generated")
     passthrough: dict[str, Any] = Field(default_factory=dict, description="x_ columns, kept as they came")
 
     @property

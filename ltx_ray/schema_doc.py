@@ -9,6 +9,7 @@ _TYPES = {
     "keyframes": "list<struct<uri: string, frame: int64, strength: double>>", "width": "int64", "height": "int64",
     "num_frames": "int64", "seconds": "double", "fps": "double", "seed": "int64", "steps": "int64",
     "guidance_scale": "double", "audio": "bool", "metadata": "string (JSON object)",
+    "qc": "string (JSON object)",
 }
 
 

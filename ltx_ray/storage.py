@@ -12,6 +12,8 @@ import uuid
 
 import fsspec
 
+from ltx_ray.retry import with_retries
+
 
 class OutputNotWritable(Exception):
     """``--out`` cannot be written: a fatal error for the run."""
@@ -50,7 +52,7 @@ class OutputStore:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
         else:
-            self.fs.pipe_file(target, data)
+            with_retries(lambda: self.fs.pipe_file(target, data))
         return self.uri(name)
 
     def get(self, name: str) -> bytes:

@@ -38,11 +38,40 @@ def tiny_model(model_cache):
 
 
 @pytest.fixture(scope="session")
-def ray_local(model_cache):
+def s3_endpoint():
+    """A real S3 API on loopback: moto's server (.ci/run starts one; else the tests do).
+
+    The endpoint reaches s3fs through AWS_ENDPOINT_URL_S3, as it would for MinIO or any
+    S3-compatible store, and Ray workers inherit it, so this must be set before Ray starts.
+    """
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    endpoint = os.environ.get("LTX_RAY_TEST_S3_ENDPOINT")
+    server = None
+    if not endpoint:
+        from moto.server import ThreadedMotoServer
+
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+    os.environ["AWS_ENDPOINT_URL_S3"] = endpoint
+    yield endpoint
+    if server is not None:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_local(model_cache, s3_endpoint):
     """A real local Ray shared by the session; ltx_ray.run reuses it instead of starting its own."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # Workers inherit the environment: let them import tests.faults (fault-injection engines).
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    # Two fake GPUs: GPU scheduling is exercised while the replicas run on the CPU.
+    # address="local": never attach to another cluster a `ray start` left on this machine.
+    ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 

@@ -1,0 +1,24 @@
+"""Rows fan out one per task over a fixed pool of GPU replicas (fake GPUs, CPU device)."""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+
+from ltx_ray.manifest import write_manifest
+from ltx_ray.run import RunConfig, run
+
+
+def test_a_small_manifest_is_spread_over_every_gpu_replica(ray_local, tmp_path):
+    # Six rows fit one Parquet block; without repartitioning one replica would get them all.
+    rows = [{"job_id": f"r{i}", "prompt": f"clip {i}", "width": 256, "height": 160, "num_frames": 9} for i in range(6)]
+    write_manifest(rows, str(tmp_path / "m.parquet"))
+    summary = run(
+        RunConfig(manifests=[str(tmp_path / "m.parquet")], out=str(tmp_path / "out"), replicas=2,
+                  gpus_per_replica=1, cpus_per_replica=0.5),
+        log=lambda *_: None,
+    )
+    assert summary.succeeded == 6
+    table = pq.read_table(tmp_path / "out" / "results").to_pylist()
+    workers = {r["worker"] for r in table}
+    assert len(workers) == 2, workers
+    assert summary.gpu_seconds > 0  # generate time counted per GPU of each replica

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
-from ltx_ray.inputs import InputError, fetch_inputs
+from ltx_ray.inputs import InputError, fetch_inputs, resolve_length
 from ltx_ray.ltx2 import JobInputs, LTX2Engine, keyframe_effective_frame
 from ltx_ray.model_source import ResolvedModel
 from ltx_ray.mux import preview_webp, thumbnail_jpeg, write_mp4
@@ -104,6 +104,7 @@ class JobRunner:
         try:
             with timed("fetch_inputs"):
                 inputs = fetch_inputs(job)
+                job = resolve_length(job, inputs)  # a2v: the given audio's length sets num_frames
             # Quality gate: without job.qc this loop runs once and checks nothing; with it, a
             # video failing a check is made again with a new seed, up to qc.max_attempts.
             for attempt, seed in enumerate(attempt_seeds(job), start=1):
@@ -115,6 +116,7 @@ class JobRunner:
                     with timed("mux"):
                         info = write_mp4(local, clip.frames, clip.fps, clip.audio, clip.sample_rate, metadata=self._tags(job))
                         thumb, preview = thumbnail_jpeg(clip.frames), preview_webp(clip.frames)
+                    generation = clip.info
                     del clip
                     mp4 = local.read_bytes()
                     report = None
@@ -147,6 +149,7 @@ class JobRunner:
                     for k in job.keyframes
                 ],
                 "qc": qc,
+                "generation": generation,
                 "timings": timings,
                 "run_id": self.run_id,
                 "finished_at": _now(),

@@ -1,15 +1,25 @@
-"""The one module that touches diffusers: load an LTX-2 once, generate clips from Jobs.
+"""Load an LTX-2 once and generate clips from Jobs: the facade over diffusers.
 
-One ``LTX2Engine`` holds one set of components. The text-to-video, image-to-video and
-condition (keyframes) pipelines are views over the same modules (``from_pipe``), so a
-worker serves every task without reloading weights.
+ltx_ray/ltx2.py and its two siblings are the only modules that touch diffusers:
+- ltx2.py (this file): loading, choosing the pipeline for a task, the call arguments,
+  decoding;
+- ltx2_stages.py: one- and two-stage denoising (x2 latent upsampler, distilled refinement,
+  tiled refinement for very large token counts);
+- ltx2_lora.py: per-row LoRAs cached by URI and applied for one row only.
+
+One ``LTX2Engine`` holds one set of components. Every task's pipeline (text-to-video,
+image-to-video, condition, in-context) is a view over the same modules (``from_pipe``), so
+a worker serves every task without reloading weights. Long videos and extensions are
+chains of segments (ltx_ray/segments.py), each one call of ``generate_segment``.
 """
 
 from __future__ import annotations
 
 import gc
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,6 +29,8 @@ from ltx_ray.placement import OffloadMode, Placement, plan_placement
 from ltx_ray.schema import Job, ModelDefaults
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# VAE tiling above 720p: a 1080p or 4K clip decoded in one piece needs tens of GiB.
+VAE_TILING_PIXELS = 1280 * 720
 
 
 @dataclass
@@ -29,6 +41,7 @@ class Clip:
     fps: float
     audio: np.ndarray | None
     sample_rate: int | None
+    info: dict = field(default_factory=dict)  # how it was made (stages, tiles, segments), for the sidecar
 
 
 @dataclass
@@ -37,6 +50,11 @@ class JobInputs:
 
     image: Image.Image | None = None
     keyframes: list[tuple[Image.Image, int, float]] | None = None
+    video: list[Image.Image] | None = None  # v2v source / clip to extend, fitted to the output size
+    control: list[Image.Image] | None = None  # depth / pose / canny frames
+    audio: np.ndarray | None = None  # a2v track, or the extended clip's sound: float [C, S]
+    audio_rate: int | None = None
+    prefix: list[Image.Image] | None = None  # frames this segment must start with (chains)
 
 
 def latent_index(frame: int) -> int:
@@ -54,6 +72,11 @@ def keyframe_effective_frame(frame: int) -> int:
     return 0 if index == 0 else 8 * (index - 1) + 1
 
 
+def whole_latent_frames(frames: list) -> list:
+    """The longest 8k + 1 prefix: a video condition must fill whole latent frames."""
+    return frames[: (len(frames) - 1) // 8 * 8 + 1]
+
+
 class LTX2Engine:
     """A loaded LTX-2 pipeline set on one device."""
 
@@ -65,9 +88,13 @@ class LTX2Engine:
         dtype: str = "float32",
         defaults: ModelDefaults,
         offload: OffloadMode = "auto",
+        max_refine_tokens: int | None = None,
     ):
-        from diffusers import LTX2ConditionPipeline, LTX2ImageToVideoPipeline, LTX2Pipeline
+        from diffusers import LTX2ConditionPipeline, LTX2ImageToVideoPipeline, LTX2InContextPipeline, LTX2Pipeline
         from diffusers.utils import logging as diffusers_logging
+
+        from ltx_ray.ltx2_lora import LoraCache
+        from ltx_ray.ltx2_stages import MAX_REFINE_TOKENS, Stages
 
         # Loading bars and per-module cast notices drown a batch log; errors still show.
         from transformers.utils import logging as transformers_logging
@@ -80,22 +107,75 @@ class LTX2Engine:
         self.defaults = defaults
         base = LTX2Pipeline.from_pretrained(model_dir, dtype=self.dtype)
         self.placement = self._place(base, offload)
-        base.set_progress_bar_config(disable=True)
         self._pipes = {
             "t2v": base,
             "i2v": LTX2ImageToVideoPipeline.from_pipe(base),
-            "keyframes": LTX2ConditionPipeline.from_pipe(base),
+            "condition": LTX2ConditionPipeline.from_pipe(base),
+            "control": LTX2InContextPipeline.from_pipe(base),
         }
         for pipe in self._pipes.values():
             pipe.set_progress_bar_config(disable=True)
+        root = Path(model_dir)
+        self.loras = LoraCache(base)
+        distilled = root / "loras" / "distilled.safetensors"
+        self.stages = Stages(
+            base,
+            upsampler_dir=root / "latent_upsampler" if (root / "latent_upsampler").is_dir() else None,
+            distilled_lora=str(distilled) if distilled.exists() else None,
+            loras=self.loras,
+            dtype=self.dtype,
+            device=torch.device(self.placement.execution_device),
+            max_refine_tokens=max_refine_tokens or MAX_REFINE_TOKENS,
+        )
 
     @property
     def audio_sample_rate(self) -> int:
         return int(self._pipes["t2v"].vocoder.config.output_sampling_rate)
 
     def generate(self, job: Job, inputs: JobInputs, on_step: Callable[[int, int], None] | None = None) -> Clip:
-        """Run one job. Raises on failure; the caller turns that into a failed row."""
-        pipe = self._pipes[job.task]
+        """Run one job (one segment, or a chain of them). Raises on failure; the caller records it."""
+        from ltx_ray.segments import extend_clip, generate_long
+
+        if job.task == "extend":
+            return extend_clip(self.generate_segment, job, inputs, self.audio_sample_rate)
+        if job.num_frames > job.segment_frames:
+            return generate_long(self.generate_segment, job, inputs, self.audio_sample_rate)
+        return self.generate_segment(job, inputs, on_step)
+
+    def generate_segment(self, job: Job, inputs: JobInputs, on_step: Callable[[int, int], None] | None = None) -> Clip:
+        """One pass of the model (one or two stages) over ``job.num_frames`` frames."""
+        pipe, kwargs, adapters = self._task_call(job, inputs)
+        if on_step is not None:
+
+            def _callback(_pipe, step, _t, _tensors):
+                on_step(step + 1, job.steps)
+                return {}
+
+            kwargs["callback_on_step_end"] = _callback
+        given_audio = kwargs.get("audio_latents") is not None
+        with self._vae_tiling(job) as tiling, torch.inference_mode():
+            video_latents, audio_latents, info = self.stages.run(pipe, job, kwargs, adapters)
+            frames = self._decode_video(pipe, video_latents)
+            audio = None
+            if job.audio and given_audio:
+                audio = self._given_audio(job, inputs)  # a2v: the track itself, never the model's copy
+            elif job.audio:
+                audio = self._decode_audio(pipe, audio_latents)
+        del video_latents, audio_latents
+        self._free()
+        info.update(vae_tiling=tiling, loras=[{"uri": uri, "scale": scale} for uri, scale in adapters])
+        return Clip(
+            frames=frames,
+            fps=job.fps,
+            audio=audio,
+            sample_rate=self.audio_sample_rate if audio is not None else None,
+            info=info,
+        )
+
+    def _task_call(self, job: Job, inputs: JobInputs) -> tuple:
+        """The pipeline view, its keyword arguments and the LoRA adapters for one segment."""
+        from diffusers.pipelines.ltx2 import LTX2ReferenceCondition, LTX2VideoCondition
+
         kwargs = dict(self.defaults.call_kwargs)
         kwargs.update(
             prompt=job.prompt,
@@ -109,42 +189,72 @@ class LTX2Engine:
             # Seeded on the CPU so a job gives the same noise on any device.
             generator=torch.Generator("cpu").manual_seed(job.seed),
         )
-        if job.task == "i2v":
-            kwargs["image"] = inputs.image
-        elif job.task == "keyframes":
-            from diffusers.pipelines.ltx2 import LTX2VideoCondition
-
-            kwargs["conditions"] = [
+        adapters = [(lora.uri, lora.scale) for lora in job.loras]
+        conditions = []
+        if inputs.prefix:
+            # A chained segment starts with the end of the previous one, held fixed.
+            conditions.append(LTX2VideoCondition(frames=whole_latent_frames(inputs.prefix), index=0, strength=1.0))
+        if job.task == "keyframes":
+            conditions += [
                 LTX2VideoCondition(frames=img, index=latent_index(frame), strength=strength)
                 for img, frame, strength in inputs.keyframes or []
             ]
-        if on_step is not None:
+        if job.task == "v2v":
+            frames = whole_latent_frames(inputs.video[: job.num_frames])
+            conditions.append(LTX2VideoCondition(frames=frames, index=0, strength=job.strength))
+        if job.task == "a2v" and inputs.audio is not None:
+            kwargs["audio_latents"] = self._encode_audio(job, inputs)
+        if job.task == "control":
+            kwargs["reference_conditions"] = [
+                LTX2ReferenceCondition(frames=whole_latent_frames(inputs.control[: job.num_frames]), strength=1.0)
+            ]
+            kwargs["reference_downscale_factor"] = self.loras.reference_downscale_factor(job.ic_lora)
+            adapters.insert(0, (job.ic_lora, 1.0))
+            if conditions:
+                kwargs["conditions"] = conditions
+            return self._pipes["control"], kwargs, adapters
+        if conditions:
+            kwargs["conditions"] = conditions
+            return self._pipes["condition"], kwargs, adapters
+        if job.task == "i2v" and inputs.image is not None:
+            kwargs["image"] = inputs.image
+            return self._pipes["i2v"], kwargs, adapters
+        return self._pipes["t2v"], kwargs, adapters
 
-            def _callback(_pipe, step, _t, _tensors):
-                on_step(step + 1, job.steps)
-                return {}
+    def _encode_audio(self, job: Job, inputs: JobInputs) -> torch.Tensor:
+        """a2v: the given track's audio-VAE latents ``[1, C, L, M]`` spanning the video exactly.
 
-            kwargs["callback_on_step_end"] = _callback
+        diffusers has no frozen-audio A2V (the official ``A2VidPipelineTwoStage`` keeps the
+        audio tokens clean at timestep 0 in every step). Here the encoded track enters through
+        the pipeline's public ``audio_latents`` input with ``noise_scale`` 0, so denoising
+        starts from the real audio rather than from noise; the model may still move those
+        latents during the steps, which is why the mp4 carries the given waveform itself
+        (``_given_audio``), never the model's decoded copy.
+        """
+        from ltx_ray.audio import fit_length, log_mel
 
-        decode_audio = job.audio or pipe.vae.config.timestep_conditioning
-        with torch.inference_mode():
-            if decode_audio:
-                out = pipe(output_type="np", **kwargs)
-                video = out.frames[0]
-                audio = out.audio[0].float().cpu().numpy() if job.audio else None
-            else:
-                out = pipe(output_type="latent", **kwargs)
-                video = self._decode_video(pipe, out.frames)
-                audio = None
-        frames = (np.clip(video, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-        del out, video
-        self._free()
-        return Clip(
-            frames=frames,
-            fps=job.fps,
-            audio=audio,
-            sample_rate=self.audio_sample_rate if audio is not None else None,
+        vae = self._pipes["t2v"].audio_vae
+        cfg = vae.config
+        seconds = job.num_frames / job.fps
+        wave = fit_length(inputs.audio, round(seconds * inputs.audio_rate))
+        mel = log_mel(
+            wave, inputs.audio_rate, sample_rate=cfg.sample_rate, hop_length=cfg.mel_hop_length,
+            mel_bins=cfg.mel_bins, channels=cfg.in_channels,
         )
+        latents = vae.encode(mel.to(self.placement.execution_device, vae.dtype)).latent_dist.mode()
+        per_second = cfg.sample_rate / cfg.mel_hop_length / vae.temporal_compression_ratio
+        length = round(seconds * per_second)  # what the pipeline would have drawn as noise
+        if latents.shape[2] < length:
+            latents = torch.cat([latents, latents[:, :, -1:].expand(-1, -1, length - latents.shape[2], -1)], dim=2)
+        return latents[:, :, :length]
+
+    def _given_audio(self, job: Job, inputs: JobInputs) -> np.ndarray:
+        from ltx_ray.audio import fit_length, resample, with_channels
+
+        # Same layout as the model's own audio (stereo for LTX-2), so every mp4 looks alike.
+        channels = int(getattr(self._pipes["t2v"].vocoder.config, "out_channels", 2))
+        wave = with_channels(resample(inputs.audio, inputs.audio_rate, self.audio_sample_rate), channels)
+        return fit_length(wave, round(job.num_frames / job.fps * self.audio_sample_rate))
 
     def _place(self, pipe, offload: OffloadMode) -> Placement:
         """Put the components where ``plan_placement`` says (all GPUs the replica was given)."""
@@ -183,15 +293,38 @@ class LTX2Engine:
                     add_hook_to_module(module, AlignDevicesHook(execution_device=plan.devices[name], io_same_device=True))
         return plan
 
+    @contextmanager
+    def _vae_tiling(self, job: Job):
+        """Tiled VAE encode/decode for frames above 720p, for this job only."""
+        vae = self._pipes["t2v"].vae
+        on = job.width * job.height > VAE_TILING_PIXELS
+        if on:
+            vae.enable_tiling()
+        try:
+            yield on
+        finally:
+            if on:
+                vae.disable_tiling()
+
     @staticmethod
     def _decode_video(pipe, latents: torch.Tensor) -> np.ndarray:
-        """Decode video latents only, skipping the audio VAE and vocoder.
+        """Decode denormalised video latents to uint8 frames.
 
-        Mirrors the decode branch of diffusers 0.42 ``LTX2Pipeline.__call__`` for VAEs without
-        timestep conditioning (``output_type="latent"`` returns latents already denormalised).
+        Mirrors the decode branch of diffusers 0.42 ``LTX2Pipeline.__call__`` with its default
+        ``decode_timestep`` 0 (no decode noise).
         """
-        video = pipe.vae.decode(latents.to(pipe.vae.dtype), None, return_dict=False)[0]
-        return pipe.video_processor.postprocess_video(video, output_type="np")[0]
+        timestep = None
+        if pipe.vae.config.timestep_conditioning:
+            timestep = torch.zeros(latents.shape[0], device=latents.device, dtype=latents.dtype)
+        video = pipe.vae.decode(latents.to(pipe.vae.dtype), timestep, return_dict=False)[0]
+        video = pipe.video_processor.postprocess_video(video, output_type="np")[0]
+        return (np.clip(video, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+    @staticmethod
+    def _decode_audio(pipe, audio_latents: torch.Tensor) -> np.ndarray:
+        """Audio VAE + vocoder, as the end of ``LTX2Pipeline.__call__``: float waveform [C, S]."""
+        mel = pipe.audio_vae.decode(audio_latents.to(pipe.audio_vae.dtype), return_dict=False)[0]
+        return pipe.vocoder(mel)[0].float().cpu().numpy()
 
     def _free(self) -> None:
         """Per-job tensors go now, not at the next job: long runs die of memory kept between jobs."""

@@ -29,6 +29,16 @@ MANIFEST_ARROW_TYPES = {
     "negative_prompt": pa.string(),
     "image_uri": pa.string(),
     "keyframes": pa.list_(pa.struct([("uri", pa.string()), ("frame", pa.int64()), ("strength", pa.float64())])),
+    "video_uri": pa.string(),
+    "strength": pa.float64(),
+    "audio_uri": pa.string(),
+    "control": pa.string(),
+    "control_uri": pa.string(),
+    "ic_lora": pa.string(),
+    "loras": pa.list_(pa.struct([("uri", pa.string()), ("scale", pa.float64())])),
+    "preset": pa.string(),
+    "two_stage": pa.bool_(),
+    "segment_frames": pa.int64(),
     "width": pa.int64(),
     "height": pa.int64(),
     "num_frames": pa.int64(),
@@ -171,12 +181,12 @@ def _anchor_relative_uris(row: dict, source: str) -> dict:
         return f"{base}/{uri}"
 
     row = dict(row)
-    if "image_uri" in row:
-        row["image_uri"] = anchor(row["image_uri"])
-    if isinstance(row.get("keyframes"), list):
-        row["keyframes"] = [
-            {**k, "uri": anchor(k.get("uri"))} if isinstance(k, dict) else k for k in row["keyframes"]
-        ]
+    for name in ("image_uri", "video_uri", "audio_uri", "control_uri", "ic_lora"):
+        if name in row:
+            row[name] = anchor(row[name])
+    for name in ("keyframes", "loras"):
+        if isinstance(row.get(name), list):
+            row[name] = [{**k, "uri": anchor(k.get("uri"))} if isinstance(k, dict) else k for k in row[name]]
     return row
 
 

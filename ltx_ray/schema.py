@@ -18,11 +18,18 @@ from ltx_ray.qc import QCConfig
 
 SCHEMA_VERSION = 1
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-TASKS = ("t2v", "i2v", "keyframes")
+TASKS = ("t2v", "i2v", "keyframes", "v2v", "extend", "a2v", "control")
+Task = Literal["t2v", "i2v", "keyframes", "v2v", "extend", "a2v", "control"]
+CONTROLS = ("depth", "pose", "canny")
+# The frames each long-video segment re-creates from the end of the previous one: one
+# latent frame plus the first (8k + 1 keeps the condition on LTX-2's latent grid).
+SEGMENT_OVERLAP_FRAMES = 9
+DEFAULT_SEGMENT_FRAMES = 241  # 10 s at 24 fps, LTX-2's longest trained clip
+DEFAULT_V2V_STRENGTH = 0.6
 URI_SCHEMES = ("file", "s3", "gs", "gcs", "http", "https", "memory")
 DEFAULT_WIDTH, DEFAULT_HEIGHT, DEFAULT_NUM_FRAMES, DEFAULT_FPS = 768, 512, 121, 24.0
 MAX_SIDE = 4096
-MAX_FRAMES = 1441  # one minute at 24 fps
+MAX_FRAMES = 1441  # one minute at 24 fps (long videos are chained segments)
 MAX_PROMPT_CHARS = 32000
 
 
@@ -75,6 +82,43 @@ class Keyframe(BaseModel):
         return 1.0 if v is None else v
 
 
+class Lora(BaseModel):
+    """One LoRA applied to a row's generation only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    uri: str = Field(description="The LoRA weights (.safetensors, diffusers or Lightricks format): a local path or URI.")
+    scale: float = Field(
+        default=1.0, ge=-4.0, le=4.0, allow_inf_nan=False, description="Adapter weight for this row; default 1.0."
+    )
+
+    _check_uri = field_validator("uri")(classmethod(lambda cls, v: check_uri(v)))
+
+    @field_validator("scale", mode="before")
+    @classmethod
+    def _null_scale(cls, v: Any) -> Any:
+        return 1.0 if v is None else v
+
+
+class Preset(BaseModel):
+    """A named quality level: its size, frame rate and whether it refines in a second stage."""
+
+    width: int
+    height: int
+    fps: float
+    max_fps: float
+    two_stage: bool
+
+
+# Fast is one stage at 720p; Pro and Ultra generate at half size, upsample the latents x2 and
+# refine them with the distilled schedule (shared/notes/ltx2.md, "Two-stage").
+PRESETS = {
+    "fast": Preset(width=1280, height=704, fps=24.0, max_fps=50.0, two_stage=False),
+    "pro": Preset(width=1920, height=1088, fps=24.0, max_fps=48.0, two_stage=True),
+    "ultra": Preset(width=3840, height=2176, fps=24.0, max_fps=50.0, two_stage=True),
+}
+
+
 class ManifestRow(BaseModel):
     """One row of a manifest: one video to generate. A null cell means the column's default."""
 
@@ -88,10 +132,12 @@ class ManifestRow(BaseModel):
     prompt: str = Field(
         min_length=1, max_length=MAX_PROMPT_CHARS, description="Required. What the video shows and sounds like."
     )
-    task: Literal["t2v", "i2v", "keyframes"] | None = Field(
+    task: Task | None = Field(
         default=None,
-        description="`t2v`, `i2v` or `keyframes`. When absent it is inferred: keyframes given -> keyframes, "
-        "image_uri given -> i2v, else t2v. An explicit task that contradicts the inputs is an error.",
+        description="`t2v`, `i2v`, `keyframes`, `v2v`, `extend`, `a2v` or `control`. When absent it is inferred "
+        "from the one conditioning input given: control_uri -> control, audio_uri -> a2v, video_uri -> v2v "
+        "(`extend` must be named), keyframes -> keyframes, image_uri -> i2v, none -> t2v. An explicit task that "
+        "contradicts the inputs is an error.",
     )
     negative_prompt: str | None = Field(default=None, description="What the video should avoid.")
     image_uri: str | None = Field(
@@ -101,6 +147,61 @@ class ManifestRow(BaseModel):
         default=None,
         description="Guide images at output frames: list of {uri, frame, strength}; 0 <= frame < num_frames, "
         "frames distinct; strength defaults to 1.0.",
+    )
+    video_uri: str | None = Field(
+        default=None,
+        description="Source clip (mp4, mov, webm) for `v2v` (the output follows it, restyled by the prompt) or "
+        "`extend` (the output is the clip followed by its continuation).",
+    )
+    strength: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        description=f"v2v only: how closely the output keeps the source video, 0..1 (1 = keep it); default "
+        f"{DEFAULT_V2V_STRENGTH}.",
+    )
+    audio_uri: str | None = Field(
+        default=None,
+        description="Audio track (wav, mp3, m4a, or a video's audio) for `a2v`: the video follows it and the mp4 "
+        "carries it unchanged; its length sets the video's unless num_frames or seconds is given.",
+    )
+    control: Literal["depth", "pose", "canny"] | None = Field(
+        default=None,
+        description="`control` task: the kind of control video in control_uri (`depth`, `pose` or `canny`); needs "
+        "control_uri and ic_lora.",
+    )
+    control_uri: str | None = Field(
+        default=None, description="The control video (depth maps, pose skeletons or canny edges) the output follows."
+    )
+    ic_lora: str | None = Field(
+        default=None,
+        description="The IC-LoRA (.safetensors) trained for that control; its `reference_downscale_factor` "
+        "metadata, when present, sets the control video's scale.",
+    )
+    loras: list[Lora] | None = Field(
+        default=None,
+        description="LoRAs for this row only: list of {uri, scale}; cached by the worker, never applied to "
+        "another row.",
+    )
+    preset: Literal["fast", "pro", "ultra"] | None = Field(
+        default=None,
+        description="`fast` 1280x704 @ 24 fps, one stage; `pro` 1920x1088 @ 24 (up to 48) fps and `ultra` "
+        "3840x2176 @ 24 (up to 50) fps in two stages (half size, x2 latent upsampler, distilled refinement). "
+        "Explicit width, height and fps override the preset's.",
+    )
+    two_stage: bool | None = Field(
+        default=None,
+        description="Generate at half size, upsample the latents x2 and refine (width and height multiples of 64); "
+        "default the preset's, else false.",
+    )
+    segment_frames: int | None = Field(
+        default=None,
+        ge=17,
+        le=MAX_FRAMES,
+        description=f"Longest clip generated in one pass, 8k + 1; default {DEFAULT_SEGMENT_FRAMES}. A longer video "
+        f"is made of chained segments, each continuing the last {SEGMENT_OVERLAP_FRAMES} frames of the previous "
+        "one, with the audio cross-faded at the joins.",
     )
     width: int | None = Field(
         default=None, ge=32, le=MAX_SIDE, description=f"Output width in pixels, a multiple of 32; default {DEFAULT_WIDTH}."
@@ -169,9 +270,9 @@ class ManifestRow(BaseModel):
             raise ValueError("is blank; write what the video should show")
         return v
 
-    @field_validator("image_uri")
+    @field_validator("image_uri", "video_uri", "audio_uri", "control_uri", "ic_lora")
     @classmethod
-    def _image_uri(cls, v: str | None) -> str | None:
+    def _input_uri(cls, v: str | None) -> str | None:
         return None if v is None else check_uri(v)
 
     @field_validator("width", "height")
@@ -181,7 +282,7 @@ class ManifestRow(BaseModel):
             raise ValueError(f"must be a multiple of 32; use {max(32, round(v / 32) * 32)}")
         return v
 
-    @field_validator("num_frames")
+    @field_validator("num_frames", "segment_frames")
     @classmethod
     def _eight_k_plus_one(cls, v: int | None) -> int | None:
         if v is not None and (v - 1) % 8:
@@ -202,17 +303,53 @@ class ManifestRow(BaseModel):
             raise ValueError('must be a JSON object such as {"sku": "A1"}, not a ' + type(parsed).__name__)
         return v
 
+    def inputs_given(self) -> list[str]:
+        """The conditioning inputs of the row, each of which implies a task."""
+        given = {
+            "control_uri": self.control_uri, "audio_uri": self.audio_uri, "video_uri": self.video_uri,
+            "keyframes": self.keyframes, "image_uri": self.image_uri,
+        }
+        return [name for name, value in given.items() if value]
+
+    def inferred_task(self) -> str:
+        given = self.inputs_given()
+        return _TASK_OF_INPUT[given[0]] if given else "t2v"
+
     @model_validator(mode="after")
     def _consistent(self) -> ManifestRow:
         if self.num_frames is not None and self.seconds is not None:
             raise ValueError("num_frames: is given together with seconds; give only one of them")
-        inferred = "keyframes" if self.keyframes else "i2v" if self.image_uri else "t2v"
-        if self.task is not None and self.task != inferred:
-            needs = {"t2v": "no image_uri and no keyframes", "i2v": "image_uri", "keyframes": "keyframes"}
+        given = self.inputs_given()
+        if len(given) > 1:
+            raise ValueError(f"{given[1]}: is given together with {given[0]}; a row takes one conditioning input")
+        inferred = self.inferred_task()
+        allowed = {inferred, "extend"} if inferred == "v2v" else {inferred}
+        if self.task is not None and self.task not in allowed:
             raise ValueError(
-                f"task: the row gives {needs[inferred]}; "
-                f"a {self.task} job needs {needs[self.task]} (or leave task empty to infer {inferred!r})"
+                f"task: the row gives {_NEEDS[inferred]}; "
+                f"a {self.task} job needs {_NEEDS[self.task]} (or leave task empty to infer {inferred!r})"
             )
+        task = self.task or inferred
+        if self.strength is not None and task != "v2v":
+            raise ValueError(f"strength: applies to v2v only; remove it from this {task} row")
+        if task == "control" or self.control or self.ic_lora:
+            for name in ("control", "control_uri", "ic_lora"):
+                if getattr(self, name) is None:
+                    raise ValueError(f"{name}: a control row needs control (depth, pose or canny), control_uri and ic_lora")
+        fps = self.resolved_fps()
+        if self.preset is not None and fps > PRESETS[self.preset].max_fps:
+            raise ValueError(f"fps: {self.preset} goes up to {PRESETS[self.preset].max_fps:g} fps; lower fps")
+        if self.resolved_two_stage():
+            for name in ("width", "height"):
+                value = getattr(self, name)
+                if value is not None and value % 64:
+                    raise ValueError(
+                        f"{name}: two-stage output must be a multiple of 64 (stage 1 runs at half size); use "
+                        f"{max(64, round(value / 64) * 64)}"
+                    )
+        if task in ("extend", "v2v", "control") and self.resolved_num_frames() > (self.segment_frames or DEFAULT_SEGMENT_FRAMES):
+            # Their source video conditions one pass; chaining them is not supported yet.
+            raise ValueError(f"num_frames: a {task} video is generated in one segment; shorten it or raise segment_frames")
         if self.keyframes:
             frames = [k.frame for k in self.keyframes]
             total = self.resolved_num_frames()
@@ -225,10 +362,19 @@ class ManifestRow(BaseModel):
                     f"keyframes: frame {max(frames)} is outside the video of {total} frames; "
                     f"use 0..{total - 1} or raise num_frames"
                 )
+            if total > (self.segment_frames or DEFAULT_SEGMENT_FRAMES):
+                raise ValueError("keyframes: keyframes place frames in one segment; shorten the video or raise segment_frames")
         return self
 
+    def resolved_two_stage(self) -> bool:
+        if self.two_stage is not None:
+            return self.two_stage
+        return PRESETS[self.preset].two_stage if self.preset else False
+
     def resolved_fps(self) -> float:
-        return self.fps if self.fps is not None else DEFAULT_FPS
+        if self.fps is not None:
+            return self.fps
+        return PRESETS[self.preset].fps if self.preset else DEFAULT_FPS
 
     def resolved_num_frames(self) -> int:
         if self.num_frames is not None:
@@ -239,7 +385,8 @@ class ManifestRow(BaseModel):
 
     def resolve(self, defaults: ModelDefaults) -> Job:
         """Every default filled in: what will actually be generated."""
-        task = self.task or ("keyframes" if self.keyframes else "i2v" if self.image_uri else "t2v")
+        task = self.task or self.inferred_task()
+        preset = PRESETS.get(self.preset or "")
         return Job(
             job_id=self.job_id,
             task=task,
@@ -247,9 +394,21 @@ class ManifestRow(BaseModel):
             negative_prompt=self.negative_prompt if self.negative_prompt is not None else defaults.negative_prompt,
             image_uri=self.image_uri,
             keyframes=sorted(self.keyframes or [], key=lambda k: k.frame),
-            width=self.width or DEFAULT_WIDTH,
-            height=self.height or DEFAULT_HEIGHT,
+            video_uri=self.video_uri,
+            strength=self.strength if self.strength is not None else DEFAULT_V2V_STRENGTH,
+            audio_uri=self.audio_uri,
+            control=self.control,
+            control_uri=self.control_uri,
+            ic_lora=self.ic_lora,
+            loras=self.loras or [],
+            preset=self.preset,
+            two_stage=self.resolved_two_stage(),
+            segment_frames=self.segment_frames or DEFAULT_SEGMENT_FRAMES,
+            width=self.width or (preset.width if preset else DEFAULT_WIDTH),
+            height=self.height or (preset.height if preset else DEFAULT_HEIGHT),
             num_frames=self.resolved_num_frames(),
+            # a2v without a length takes the audio's (set when the audio is fetched)
+            num_frames_from_audio=task == "a2v" and self.num_frames is None and self.seconds is None,
             fps=self.resolved_fps(),
             seed=self.seed if self.seed is not None else stable_seed(self.job_id),
             steps=self.steps or defaults.steps,
@@ -277,11 +436,22 @@ class Job(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     job_id: str
-    task: Literal["t2v", "i2v", "keyframes"]
+    task: Task
     prompt: str
     negative_prompt: str
     image_uri: str | None = None
     keyframes: list[Keyframe] = Field(default_factory=list)
+    video_uri: str | None = None
+    strength: float = DEFAULT_V2V_STRENGTH
+    audio_uri: str | None = None
+    control: Literal["depth", "pose", "canny"] | None = None
+    control_uri: str | None = None
+    ic_lora: str | None = None
+    loras: list[Lora] = Field(default_factory=list)
+    preset: Literal["fast", "pro", "ultra"] | None = None
+    two_stage: bool = False
+    segment_frames: int = DEFAULT_SEGMENT_FRAMES
+    num_frames_from_audio: bool = False
     width: int
     height: int
     num_frames: int
@@ -312,6 +482,15 @@ class Job(BaseModel):
     def denoise_cost(self) -> int:
         """Relative GPU cost of the job: video tokens x steps x passes (what run.py orders by)."""
         return self.video_tokens * self.steps * self.transformer_passes
+
+
+_TASK_OF_INPUT = {
+    "control_uri": "control", "audio_uri": "a2v", "video_uri": "v2v", "keyframes": "keyframes", "image_uri": "i2v",
+}
+_NEEDS = {
+    "t2v": "no conditioning input", "i2v": "image_uri", "keyframes": "keyframes", "v2v": "video_uri",
+    "extend": "video_uri", "a2v": "audio_uri", "control": "control_uri",
+}
 
 
 class RowProblem(BaseModel):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from ltx_ray.schema import SCHEMA_VERSION, Keyframe, ManifestRow
+from ltx_ray.schema import PRESETS, SCHEMA_VERSION, Keyframe, Lora, ManifestRow
 
 _TYPES = {
     "job_id": "string", "prompt": "string", "task": "string", "negative_prompt": "string", "image_uri": "string",
-    "keyframes": "list<struct<uri: string, frame: int64, strength: double>>", "width": "int64", "height": "int64",
+    "keyframes": "list<struct<uri: string, frame: int64, strength: double>>", "video_uri": "string",
+    "strength": "double", "audio_uri": "string", "control": "string", "control_uri": "string", "ic_lora": "string",
+    "loras": "list<struct<uri: string, scale: double>>", "preset": "string", "two_stage": "bool",
+    "segment_frames": "int64", "width": "int64", "height": "int64",
     "num_frames": "int64", "seconds": "double", "fps": "double", "seed": "int64", "steps": "int64",
     "guidance_scale": "double", "audio": "bool", "metadata": "string (JSON object)",
     "qc": "string (JSON object)",
@@ -32,4 +35,10 @@ def render_schema_doc() -> str:
     lines += ["", "## keyframes items", "", "| field | description |", "|---|---|"]
     for name, field in Keyframe.model_fields.items():
         lines.append(f"| `{name}` | {field.description} |")
+    lines += ["", "## loras items", "", "| field | description |", "|---|---|"]
+    for name, field in Lora.model_fields.items():
+        lines.append(f"| `{name}` | {field.description} |")
+    lines += ["", "## presets", "", "| preset | width x height | fps (max) | two-stage |", "|---|---|---|---|"]
+    for name, preset in PRESETS.items():
+        lines.append(f"| `{name}` | {preset.width}x{preset.height} | {preset.fps:g} ({preset.max_fps:g}) | {preset.two_stage} |")
     return "\n".join(lines) + "\n"

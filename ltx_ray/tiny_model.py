@@ -13,6 +13,15 @@ What is kept real, and why (see shared/notes/ltx2.md):
 - a vocoder whose upsampling equals output_rate x hop / input_rate (24000 x 160 / 16000 =
   240), so the audio lasts as long as the video.
 Everything else (widths, depths, vocabulary) is as small as the components allow.
+
+Beside the pipeline it writes what the other tasks need, in the layout ``LTX2Engine``
+looks for in any model folder:
+- ``latent_upsampler/``: a tiny x2 spatial ``LTX2LatentUpsamplerModel`` (two-stage presets);
+- ``loras/distilled.safetensors``: stands in for the distilled LoRA of stage-2 refinement;
+- ``loras/style.safetensors``: a plain per-row LoRA for tests and demos;
+- ``loras/ic-{depth,pose,canny}.safetensors``: IC-LoRAs for control videos, with the
+  ``reference_downscale_factor`` metadata the official IC-LoRA files carry.
+The LoRAs are random (both A and B initialised), so each visibly changes the output.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from pathlib import Path
 
 TINY_MODEL_ID = "ltx-ray/tiny-ltx2-random"
 # Bumped whenever the architecture below changes, so cached copies are rebuilt.
-TINY_MODEL_REVISION = "1"
+TINY_MODEL_REVISION = "2"
 
 _SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>"]
 
@@ -203,14 +212,48 @@ def build_components(seed: int = 0) -> dict:
     }
 
 
+def build_latent_upsampler(latent_channels: int, seed: int = 0):
+    """A tiny x2 spatial latent upsampler (GroupNorm needs widths that are multiples of 32)."""
+    import torch
+    from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel
+
+    torch.manual_seed(seed)
+    return LTX2LatentUpsamplerModel(in_channels=latent_channels, mid_channels=32, num_blocks_per_stage=1)
+
+
+def write_lora(transformer, path: Path, seed: int, metadata: dict[str, str] | None = None, rank: int = 4) -> Path:
+    """A random LoRA on the attention projections, saved in diffusers' ``transformer.*`` key format."""
+    import torch
+    from peft import LoraConfig, get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    # init_lora_weights=False draws B at random too (peft's default zeros it: a no-op LoRA).
+    config = LoraConfig(r=rank, lora_alpha=rank, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
+    transformer.add_adapter(config, adapter_name="tiny")
+    state = get_peft_model_state_dict(transformer, adapter_name="tiny")
+    transformer.delete_adapters("tiny")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({f"transformer.{k}": v.contiguous() for k, v in state.items()}, str(path), metadata=metadata)
+    return path
+
+
 def make_tiny_model(out_dir: str | Path, seed: int = 0) -> Path:
-    """Write the tiny LTX-2 to ``out_dir`` in diffusers format; returns the directory."""
+    """Write the tiny LTX-2 (plus its upsampler and LoRAs) to ``out_dir``; returns the directory."""
+    import copy
+
     from diffusers import LTX2Pipeline
 
     out = Path(out_dir)
     tmp = out.with_name(out.name + ".partial")
     pipe = LTX2Pipeline(**build_components(seed))
     pipe.save_pretrained(tmp)
+    build_latent_upsampler(pipe.transformer.config.in_channels, seed).save_pretrained(tmp / "latent_upsampler")
+    scratch = copy.deepcopy(pipe.transformer)  # adapters are added and removed on a copy
+    write_lora(scratch, tmp / "loras" / "distilled.safetensors", seed + 1)
+    write_lora(scratch, tmp / "loras" / "style.safetensors", seed + 2)
+    for i, kind in enumerate(("depth", "pose", "canny")):
+        write_lora(scratch, tmp / "loras" / f"ic-{kind}.safetensors", seed + 3 + i, {"reference_downscale_factor": "1"})
     (tmp / "ltx_ray_model.json").write_text(
         json.dumps({"model_id": TINY_MODEL_ID, "revision": TINY_MODEL_REVISION, "seed": seed})
     )

@@ -45,7 +45,7 @@ VALIDATION_CASES = [
     ("job_id fullwidth letters", {"job_id": "\uff4a\uff4f\uff42"}, "job_id", "letters, digits"),
     ("job_id zero-width space", {"job_id": "a\u200bb"}, "job_id", "letters, digits"),
     ("job_id too long", {"job_id": "a" * 129}, "job_id", "letters, digits"),
-    ("unknown task", {"task": "t2i"}, "task", "'t2v', 'i2v' or 'keyframes'"),
+    ("unknown task", {"task": "t2i"}, "task", "'t2v', 'i2v', 'keyframes', 'v2v', 'extend', 'a2v' or 'control'"),
     ("task contradicts inputs", {"task": "keyframes"}, "task", "keyframes job needs keyframes"),
     ("keyframe outside the video", {"keyframes": [{"uri": "{img}", "frame": 17, "strength": 1.0}]}, "keyframes", "outside the video"),
     ("negative keyframe frame", {"keyframes": [{"uri": "{img}", "frame": -1, "strength": 1.0}]}, "keyframes.0.frame", "greater than or equal to 0"),
@@ -66,6 +66,8 @@ FETCH_CASES = [
     ("non-image bytes", {"image_uri": "{text}"}, "image_uri", "not a readable image"),
     ("truncated image", {"image_uri": "{truncated}"}, "image_uri", "not a readable image"),
     ("enormous image", {"image_uri": "{enormous}"}, "image_uri", "too large"),
+    ("corrupt video input", {"video_uri": "{corrupt_video}"}, "video_uri", "not a readable video"),
+    ("corrupt audio input", {"audio_uri": "{corrupt_audio}"}, "audio_uri", "not readable audio"),
     ("missing keyframe image", {"keyframes": [{"uri": "{img}", "frame": 0, "strength": 1.0}, {"uri": "{dir}/gone.png", "frame": 9, "strength": 1.0}]}, "keyframes[1].uri", "no such file"),
 ]
 
@@ -90,7 +92,11 @@ def materialise(tmp: Path) -> dict[str, str]:
     enormous = tmp / "enormous.png"
     _png_header_only(enormous, 60000, 60000)
     (tmp / "a-folder").mkdir()
-    return {"img": str(img), "text": str(text), "truncated": str(truncated), "enormous": str(enormous), "dir": str(tmp / "a-folder")}
+    corrupt_video = tmp / "clip.mp4"
+    corrupt_video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    corrupt_audio = tmp / "voice.wav"
+    corrupt_audio.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\xff" * 64)
+    return {"corrupt_video": str(corrupt_video), "corrupt_audio": str(corrupt_audio), "img": str(img), "text": str(text), "truncated": str(truncated), "enormous": str(enormous), "dir": str(tmp / "a-folder")}
 
 
 def build_row(index: int, overrides: dict, files: dict[str, str]) -> dict:

@@ -1,0 +1,91 @@
+"""Per-row LoRAs on a loaded LTX-2 (one of the three modules that touch diffusers).
+
+A LoRA is fetched and loaded once per worker, as a named peft adapter on the shared
+transformer (every ``from_pipe`` view sees it), and kept in a small LRU cache keyed by its
+URI. A row activates its adapters with its scales for its own generation only: on the way
+out every adapter is disabled, so the next row runs the base weights exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections import OrderedDict
+from contextlib import contextmanager
+from pathlib import Path
+
+import fsspec
+
+MAX_CACHED_ADAPTERS = 8
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("LTX_RAY_CACHE", Path.home() / ".cache" / "ltx-ray")) / "loras"
+
+
+def local_lora_file(uri: str) -> str:
+    """A local path for ``uri``: local files as they are, remote ones copied into the cache once."""
+    if "://" not in uri or uri.startswith("file://"):
+        path = uri.removeprefix("file://")
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"LoRA {uri!r}: no such file; check loras[].uri / ic_lora")
+        return path
+    dest = _cache_dir() / (hashlib.sha256(uri.encode()).hexdigest()[:24] + ".safetensors")
+    if not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + f".partial-{os.getpid()}")
+        with fsspec.open(uri, "rb") as src, open(tmp, "wb") as out:
+            shutil.copyfileobj(src, out)
+        tmp.rename(dest)
+    return str(dest)
+
+
+class LoraCache:
+    """Adapters on one pipeline, loaded by URI and switched per row."""
+
+    def __init__(self, pipe, max_adapters: int = MAX_CACHED_ADAPTERS):
+        self.pipe = pipe
+        self.max_adapters = max_adapters
+        self._names: OrderedDict[str, str] = OrderedDict()  # uri -> adapter name, least recent first
+
+    def adapter(self, uri: str) -> str:
+        """The adapter name of ``uri``, loading it (and evicting the least recent) if needed."""
+        if uri in self._names:
+            self._names.move_to_end(uri)
+            return self._names[uri]
+        name = "lora_" + hashlib.sha256(uri.encode()).hexdigest()[:12]
+        self.pipe.load_lora_weights(local_lora_file(uri), adapter_name=name)
+        self._names[uri] = name
+        while len(self._names) > self.max_adapters:
+            _, old = self._names.popitem(last=False)
+            self.pipe.delete_adapters(old)
+        return name
+
+    @contextmanager
+    def active(self, specs: list[tuple[str, float]]):
+        """Apply ``[(uri, scale), ...]`` inside the block and none outside it."""
+        if not specs:
+            yield
+            return
+        scales: dict[str, float] = {}
+        for uri, scale in specs:
+            name = self.adapter(uri)
+            scales[name] = scales.get(name, 0.0) + scale  # the same LoRA twice adds up
+        try:
+            self.pipe.enable_lora()
+            self.pipe.set_adapters(list(scales), list(scales.values()))
+            yield
+        finally:
+            # Disabled, not deleted: the next row that names it reuses the loaded weights,
+            # and a row without it runs the base weights exactly.
+            self.pipe.disable_lora()
+
+    @staticmethod
+    def reference_downscale_factor(uri: str) -> int:
+        """An IC-LoRA's ``reference_downscale_factor`` metadata (official files carry it); default 1."""
+        from safetensors import safe_open
+
+        with safe_open(local_lora_file(uri), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        return int(float(meta.get("reference_downscale_factor", 1)))

@@ -15,6 +15,8 @@ EXIT_OK, EXIT_ROWS_FAILED, EXIT_FATAL = 0, 1, 2
 # Modules under ltx_ray.commands, in the order `ltx-ray --help` lists them.
 COMMANDS = [
     "run",
+    "submit",
+    "nightly",
     "validate",
     "expand",
     "make_tiny_model",
@@ -27,18 +29,24 @@ class FatalError(Exception):
     """Stops the command with exit code 2 and a one-line message."""
 
 
-def main(argv: list[str] | None = None) -> int:
-    from ltx_ray.manifest import ManifestError
-    from ltx_ray.model_source import ModelNotFound
-    from ltx_ray.recipes import RecipeError
-    from ltx_ray.storage import OutputNotWritable
-
+def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+    """The ``ltx-ray`` parser and each subcommand's ``main``; tests parse command lines with it."""
     parser = argparse.ArgumentParser(prog="ltx-ray", description="Parquet manifests -> LTX-2 videos on Ray")
     sub = parser.add_subparsers(dest="command", required=True)
     handlers = {}
     for name in COMMANDS:
         module = importlib.import_module(f"ltx_ray.commands.{name}")
         handlers[module.add_parser(sub)] = module.main
+    return parser, handlers
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ltx_ray.manifest import ManifestError
+    from ltx_ray.model_source import ModelNotFound
+    from ltx_ray.recipes import RecipeError
+    from ltx_ray.storage import OutputNotWritable
+
+    parser, handlers = build_parser()
     args = parser.parse_args(argv)
     try:
         return handlers[args.command](args)

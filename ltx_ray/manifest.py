@@ -162,7 +162,9 @@ def validate_rows(
                     message=f"duplicate job_id, first used at {seen[parsed.job_id]}; give every row its own job_id",
                     source=where,
                 )
-                result.invalid.append(InvalidRow(key=key, job_id=parsed.job_id, problems=[problem]))
+                # Its own results key: the first row with this job_id may already have succeeded.
+                digest = hashlib.sha256(where.encode()).hexdigest()[:12]
+                result.invalid.append(InvalidRow(key=f"{key}.duplicate-{digest}", job_id=parsed.job_id, problems=[problem]))
                 continue
             seen[parsed.job_id] = where
             job = parsed.resolve(defaults)

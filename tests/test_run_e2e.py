@@ -189,3 +189,16 @@ def test_the_readme_command_runs_the_demo_from_a_shell(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "noise" in proc.stdout  # the one-line notice about the tiny model
     assert len(list((tmp_path / "out").glob("*.mp4"))) == len(rows)
+
+
+def test_a_repeated_job_id_never_overwrites_the_finished_job(ray_local, tmp_path):
+    write_manifest([{"job_id": "hero", "prompt": "p", **SMALL}], str(tmp_path / "a.parquet"))
+    write_manifest([{"job_id": "hero", "prompt": "another", **SMALL}], str(tmp_path / "b.parquet"))
+    out = str(tmp_path / "out")
+    assert run(RunConfig(manifests=[str(tmp_path / "a.parquet")], out=out), log=lambda *_: None).succeeded == 1
+    second = run(RunConfig(manifests=[str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")], out=out),
+                 log=lambda *_: None)
+    assert (second.skipped, second.invalid, second.exit_code) == (1, 1, 1)
+    rows = pq.read_table(tmp_path / "out" / "results").to_pylist()
+    assert sorted(r["status"] for r in rows if r["job_id"] == "hero") == ["failed", "succeeded"]
+    assert any("duplicate job_id" in (r["error"] or "") for r in rows)

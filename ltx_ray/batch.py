@@ -31,15 +31,26 @@ class WorkerConfig(BaseModel):
     # interface (benchmarks use a simulated one; see bench/).
     engine: str = "ltx2"
     offload: str = "auto"
+    # None, or "module:callable" building a stand-in for the whole JobRunner (called with
+    # config=WorkerConfig, node_id=str; returns an object whose run(job) gives a ResultRow).
+    # Scheduling benchmarks (bench/fleet.py, bench/capacity.py) run dozens of actors on a
+    # few cores: a stand-in engine would still import torch and mux an mp4 per job, which
+    # measures the benchmark machine instead of the schedule. The Ray Data plan is unchanged.
+    runner: str | None = None
 
 
 class GenerationStage:
     """Holds one LTX-2 engine; turns a batch of jobs into a batch of result rows."""
 
     def __init__(self, config: dict):
-        import importlib
-
         import ray
+
+        cfg = WorkerConfig.model_validate(config)
+        node_id = ray.get_runtime_context().get_node_id()
+        if cfg.runner:
+            self.runner = _load(cfg.runner)(config=cfg, node_id=node_id)
+            return
+
         import torch
 
         from ltx_ray.generate import JobRunner
@@ -47,7 +58,6 @@ class GenerationStage:
         from ltx_ray.model_source import resolve_model
         from ltx_ray.storage import OutputStore
 
-        cfg = WorkerConfig.model_validate(config)
         if cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
         model = resolve_model(cfg.model)
@@ -56,9 +66,7 @@ class GenerationStage:
                 model.path, device=cfg.device, dtype=cfg.dtype, defaults=model.defaults, offload=cfg.offload
             )
         else:
-            module, _, attr = cfg.engine.partition(":")
-            engine = getattr(importlib.import_module(module), attr)(model=model, device=cfg.device, dtype=cfg.dtype)
-        node_id = ray.get_runtime_context().get_node_id()
+            engine = _load(cfg.engine)(model=model, device=cfg.device, dtype=cfg.dtype)
         self.runner = JobRunner(
             engine, OutputStore(cfg.out), model, device=cfg.device, dtype=cfg.dtype, run_id=cfg.run_id, node_id=node_id
         )
@@ -80,6 +88,14 @@ class GenerationStage:
         return out
 
 
+def _load(spec: str):
+    """The object named by "module:attribute"."""
+    import importlib
+
+    module, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
 def configure_data_context(no_progress_timeout_s: float) -> None:
     """Ray Data knobs a long GPU run needs, each set on purpose."""
     from ray.data import DataContext
@@ -99,7 +115,18 @@ def configure_data_context(no_progress_timeout_s: float) -> None:
     ctx.wait_for_min_actors_s = 1800
 
 
-def build_dataset(jobs_uri: str, filesystem, num_jobs: int, worker: WorkerConfig, *, replicas: int, gpus_per_replica: float, cpus_per_replica: float):
+def build_dataset(
+    jobs_uri: str,
+    filesystem,
+    num_jobs: int,
+    worker: WorkerConfig,
+    *,
+    replicas: int,
+    gpus_per_replica: float,
+    cpus_per_replica: float,
+    resources_per_replica: dict[str, float] | None = None,
+    tasks_in_flight: int = 1,
+):
     """The Ray Data plan of a run, from the jobs file to result rows."""
     import ray.data
 
@@ -112,8 +139,18 @@ def build_dataset(jobs_uri: str, filesystem, num_jobs: int, worker: WorkerConfig
         fn_constructor_kwargs={"config": worker.model_dump()},
         batch_size=1,
         # A fixed pool starts every replica at once; one task in flight per actor keeps a
-        # minute-long job from queueing behind another on a busy actor.
-        compute=ray.data.ActorPoolStrategy(size=replicas, max_tasks_in_flight_per_actor=1),
+        # minute-long job from queueing behind another on a busy actor. The price is Ray
+        # Data's dispatch gap (its loop polls every 0.1 s) between two jobs on one actor,
+        # negligible for GPU jobs of tens of seconds (bench/fleet.py measures both settings).
+        # With two in flight the calls run on two threads: job k muxes and uploads while
+        # job k+1 denoises (JobRunner lets one job at a time use the engine).
+        compute=ray.data.ActorPoolStrategy(
+            size=replicas,
+            max_tasks_in_flight_per_actor=tasks_in_flight,
+            max_concurrent_calls_per_actor=tasks_in_flight,
+            enable_true_multi_threading=tasks_in_flight > 1,
+        ),
         num_gpus=gpus_per_replica,
         num_cpus=cpus_per_replica,
+        resources=resources_per_replica or None,
     )

@@ -16,6 +16,7 @@ import os
 import platform
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -28,17 +29,11 @@ from ltx_ray.ltx2 import JobInputs, LTX2Engine, keyframe_effective_frame
 from ltx_ray.model_source import ResolvedModel
 from ltx_ray.mux import preview_webp, thumbnail_jpeg, write_mp4
 from ltx_ray.qc import check_video
-from ltx_ray.results import ResultRow, write_result
+from ltx_ray.results import ResultRow, job_hash, write_result
 from ltx_ray.schema import Job, stable_seed
 from ltx_ray.storage import OutputStore
 
 PACKAGES = ("ltx-ray", "torch", "diffusers", "transformers", "ray", "av", "pyarrow", "pydantic")
-
-
-def job_hash(job: Job, model: ResolvedModel) -> str:
-    """Fingerprint of what a job would produce: a changed row or model means a new video."""
-    spec = {"job": job.model_dump(mode="json", exclude={"metadata", "passthrough", "qc"}), "model": model.model_id, "rev": model.revision}
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
 def package_versions() -> dict[str, str]:
@@ -74,6 +69,10 @@ class JobRunner:
         self.versions = package_versions()
         self.node_id = node_id
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        # One job at a time on the engine. With two jobs in flight on a replica
+        # (RunConfig.tasks_in_flight_per_replica=2) the next job fetches its inputs and
+        # then waits here while this one muxes and uploads, so the GPU never waits on them.
+        self._engine_lock = threading.Lock()
 
     def run(self, job: Job, on_step: Callable[[int, int], None] | None = None) -> ResultRow:
         """Generate one job and commit its outputs; never raises for a row-level failure."""
@@ -110,7 +109,7 @@ class JobRunner:
             # video failing a check is made again with a new seed, up to qc.max_attempts.
             for attempt, seed in enumerate(attempt_seeds(job), start=1):
                 tried = job if seed == job.seed else job.model_copy(update={"seed": seed})
-                with timed("generate"):
+                with self._engine_lock, timed("generate"):
                     clip = self.engine.generate(tried, inputs, on_step)
                 with tempfile.TemporaryDirectory(prefix="ltx-ray-") as tmp:
                     local = Path(tmp) / f"{job.job_id}.mp4"

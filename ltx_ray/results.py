@@ -7,14 +7,19 @@ f"{out}/results")`` reads them all as one table.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
 
 from ltx_ray.storage import OutputStore
+
+if TYPE_CHECKING:
+    from ltx_ray.model_source import ResolvedModel
+    from ltx_ray.schema import Job
 
 RESULTS_DIR = "results"
 
@@ -93,6 +98,16 @@ class ResultRow(BaseModel):
         row["passthrough"] = json.dumps(self.passthrough)
         row["qc"] = json.dumps(self.qc) if self.qc is not None else None
         return row
+
+
+def job_hash(job: Job, model: ResolvedModel) -> str:
+    """Fingerprint of what a job would produce: a changed row or model means a new video.
+
+    It lives here, beside the row that records it, so that resuming (run.py) and light
+    workers never import torch.
+    """
+    spec = {"job": job.model_dump(mode="json", exclude={"metadata", "passthrough", "qc"}), "model": model.model_id, "rev": model.revision}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
 def result_name(key: str) -> str:

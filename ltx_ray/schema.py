@@ -473,6 +473,16 @@ class Job(BaseModel):
         """Latent tokens of the video stream at the real 32x / 8x compression."""
         return ((self.num_frames - 1) // 8 + 1) * (self.height // 32) * (self.width // 32)
 
+    @property
+    def transformer_passes(self) -> int:
+        """Transformer passes per step: 1 without guidance (distilled), else 3 (cond, uncond, STG)."""
+        return 1 if self.guidance_scale <= 1.0 else 3
+
+    @property
+    def denoise_cost(self) -> int:
+        """Relative GPU cost of the job: video tokens x steps x passes (what run.py orders by)."""
+        return self.video_tokens * self.steps * self.transformer_passes
+
 
 _TASK_OF_INPUT = {
     "control_uri": "control", "audio_uri": "a2v", "video_uri": "v2v", "keyframes": "keyframes", "image_uri": "i2v",

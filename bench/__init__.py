@@ -1,0 +1,1 @@
+"""Benchmarks of ltx-ray (see README.md, "Benchmarks"); each script prints one JSON object last."""

@@ -1,0 +1,113 @@
+"""Every benchmark runs on a tiny setting and ends with one well-formed JSON line.
+
+These are not timed tests: the numbers are whatever this machine gives; what is checked is
+that each benchmark runs its real path to the end and reports what its README entry says.
+Benchmarks whose Ray workers import ``bench`` run as a user runs them (a fresh process with
+its own local Ray); the others run in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def run_script(name: str, *args: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, f"bench/{name}.py", *args, "--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return last_json_line(proc.stdout)
+
+
+def last_json_line(stdout: str) -> dict:
+    result = json.loads(stdout.strip().splitlines()[-1])
+    assert isinstance(result, dict)
+    return result
+
+
+def test_fleet_reports_utilization_makespan_ratio_and_tail_of_a_simulated_fleet():
+    r = run_script("fleet", "--gpus", "3", "--jobs", "18", "--target-s", "1.5")
+    assert r["bench"] == "fleet" and r["succeeded"] == 18 and r["gpus"] == 3
+    assert r["actors_used"] == 3
+    assert 0 < r["utilization"] <= 1.0
+    assert r["makespan_ratio"] >= 1.0 and r["tail_s"] >= 0
+    assert r["schedule_model"]["longest_first_makespan_ratio"] <= r["schedule_model"]["shortest_first_makespan_ratio"]
+
+
+def test_capacity_reports_rows_per_second_per_head_core_for_null_work():
+    r = run_script("capacity", "--jobs", "16", "--replicas", "2", "--engine-jobs", "3")
+    assert r["bench"] == "capacity" and r["null_runner"]["succeeded"] == 16
+    assert r["rows_per_s"] > 0 and r["rows_per_s_per_core"] == pytest.approx(r["rows_per_s"] / r["head_cores"], rel=0.01)
+    assert r["null_engine_full_jobrunner"]["succeeded"] == 3
+
+
+def test_scale_validates_runs_and_reruns_a_manifest_generating_nothing_the_second_time():
+    r = run_script("scale", "--rows", "30", "--replicas", "2", "--target-s", "1")
+    assert r["bench"] == "scale" and r["succeeded"] == 30
+    assert r["rerun_generated"] == 0
+    assert r["validate_cli_s"] > 0 and r["rerun_cli_s"] > 0 and r["driver_rss_growth"] > 0
+
+
+def test_memory_reports_per_job_peaks_and_growth_of_one_worker(capsys):
+    from bench import memory
+
+    memory.main(["--jobs", "3", "--json"])
+    r = last_json_line(capsys.readouterr().out)
+    assert r["bench"] == "memory" and r["jobs"] == 3 and r["failed"] == []
+    assert len(r["peak_rss_mb_per_job"]) == 3 and r["growth"] > 0
+
+
+def test_overhead_compares_a_bare_diffusers_loop_with_ltx_ray_side_by_side(ray_local, capsys):
+    from bench import overhead
+
+    overhead.main(["--jobs", "2", "--rounds", "1", "--width", "128", "--height", "96", "--num-frames", "9", "--json"])
+    r = last_json_line(capsys.readouterr().out)
+    assert r["bench"] == "overhead"
+    for key in ("bare_s_per_job", "ltx_ray_s_per_job", "ltx_ray_overlap_s_per_job", "bare_startup_s", "ltx_ray_startup_s"):
+        assert r[key] > 0, key
+    assert r["ratio"] == pytest.approx(r["ltx_ray_s_per_job"] / r["bare_s_per_job"], rel=0.01)
+
+
+def test_gpu_benchmark_builds_the_real_configs_and_says_when_it_is_skipped(capsys):
+    import torch
+
+    from bench import gpu
+
+    gpu.main(["--json", "--repeats", "1", "--no-compile", "--backends", "native"])
+    r = last_json_line(capsys.readouterr().out)
+    assert r["bench"] == "gpu" and r["video_tokens"] == 6144
+    # LTX-2 is a 19B transformer with a 12B Gemma-3 text encoder.
+    assert 18.5 < r["transformer_params_b"] < 19.5 and 11.5 < r["text_encoder_params_b"] < 12.5
+    if torch.cuda.is_available():
+        assert r["skipped"] is False and r["runs"]
+    else:
+        assert r["skipped"] is True
+
+
+def test_a_guided_job_costs_three_passes_per_step_so_longest_first_counts_guidance():
+    from ltx_ray.schema import ManifestRow, ModelDefaults
+
+    def job(steps, guidance):
+        return ManifestRow(job_id="j", prompt="p", steps=steps, guidance_scale=guidance).resolve(ModelDefaults())
+
+    assert job(40, 3.0).denoise_cost == 15 * job(8, 1.0).denoise_cost
+
+
+def test_two_jobs_in_flight_only_where_replicas_have_many_jobs_because_few_jobs_queue_behind_long_ones():
+    from bench.fleet import list_schedule, two_in_flight_schedule
+    from ltx_ray.run import auto_tasks_in_flight
+
+    # 2 GPUs, longest first: one in flight puts the three short jobs on the free GPU.
+    assert list_schedule([5, 1, 1, 1], 2) == 5
+    assert two_in_flight_schedule([5, 1, 1, 1], 2) == 6
+    assert auto_tasks_in_flight(31, 2) == 1 and auto_tasks_in_flight(32, 2) == 2

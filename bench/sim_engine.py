@@ -94,6 +94,7 @@ class NullEngine:
     """The ``LTX2Engine`` interface with free generation: a black clip (and silent audio) at once."""
 
     audio_sample_rate = 24000
+    placement = None  # nothing is placed: no model
 
     def __init__(self, model=None, device: str = "cpu", dtype: str = "float32"):
         self.device = device

@@ -139,7 +139,7 @@ class JobRunner:
                 "model": self.model.model_dump(mode="json"),
                 "dtype": self.dtype,
                 "device": self.device,
-                "placement": self.engine.placement.model_dump() if hasattr(self.engine, "placement") else None,
+                "placement": self.engine.placement.model_dump() if self.engine.placement is not None else None,
                 "outputs": {"video_uri": video_uri, "thumbnail_uri": thumb_uri, "preview_uri": preview_uri,
                             "sha256": digest, "bytes": len(mp4)},
                 "video": info.model_dump(),

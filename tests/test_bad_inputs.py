@@ -91,26 +91,23 @@ def test_the_whole_corpus_in_one_run_fails_each_bad_row_and_finishes_the_good_on
 
 # ---- property tests of the schema ----
 
+def accepted(**fields) -> bool:
+    """Whether a row with these fields (plus a job_id and prompt) passes validation."""
+    try:
+        ManifestRow(job_id="a", prompt="p", **fields)
+    except ValidationError:
+        return False
+    return True
+
+
 @given(st.integers(min_value=-10_000, max_value=10_000))
 def test_a_width_is_valid_exactly_when_it_is_a_multiple_of_32_in_range(width):
-    ok = width % 32 == 0 and 32 <= width <= 4096
-    try:
-        ManifestRow(job_id="a", prompt="p", width=width)
-        accepted = True
-    except ValidationError:
-        accepted = False
-    assert accepted == ok
+    assert accepted(width=width) == (width % 32 == 0 and 32 <= width <= 4096)
 
 
 @given(st.integers(min_value=-100, max_value=3000))
 def test_a_frame_count_is_valid_exactly_when_it_is_8k_plus_1_in_range(frames):
-    ok = (frames - 1) % 8 == 0 and 9 <= frames <= 1441
-    try:
-        ManifestRow(job_id="a", prompt="p", num_frames=frames)
-        accepted = True
-    except ValidationError:
-        accepted = False
-    assert accepted == ok
+    assert accepted(num_frames=frames) == ((frames - 1) % 8 == 0 and 9 <= frames <= 1441)
 
 
 @given(st.floats(min_value=0.05, max_value=60), st.sampled_from([8.0, 12.0, 23.976, 24.0, 25.0, 30.0]))

@@ -62,6 +62,8 @@ def test_a_video_failing_qc_is_regenerated_with_new_seeds_then_rejected(engine, 
 class FrozenThenMovingEngine:
     """Fake engine for the retry orchestration: its first seed gives a frozen clip, any other a moving one."""
 
+    placement = None  # a fake places no model
+
     def __init__(self, first_seed: int):
         self.first_seed = first_seed
         self.seeds: list[int] = []

@@ -23,6 +23,7 @@ COMMANDS = [
     "make_tiny_model",
     "schema_doc",
     "qc",
+    "doctor",
 ]
 
 

@@ -120,8 +120,10 @@ def read_manifest_rows(uri: str) -> list[dict]:
     """All rows of one Parquet manifest as plain Python dicts."""
     fs, path = fsspec.core.url_to_fs(uri)
     try:
-        with fs.open(path, "rb") as fh:
-            table = pq.read_table(fh)
+        # Through the filesystem, not an open Python file: pyarrow 26 reading a Python file
+        # object with its thread pool aborts the interpreter at exit ("terminate called
+        # without an active exception", exit 134) about half the time.
+        table = pq.read_table(path, filesystem=fs)
     except (pa.ArrowInvalid, OSError) as exc:
         raise ManifestError(f"manifest {uri!r} is not a readable Parquet file ({exc}); write it with pyarrow or pandas.to_parquet") from None
     return table.to_pylist()

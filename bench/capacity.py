@@ -25,8 +25,8 @@ from bench.common import emit, parser, start_ray  # noqa: E402
 
 def timed_run(rows: list[dict], tmp: Path, name: str, **config) -> dict:
     """One run; the steady rate is taken between the first and the last finished row."""
-    from ltx_ray.manifest import write_manifest
-    from ltx_ray.run import RunConfig, run
+    from ltx_ray.batch.run import RunConfig, run
+    from ltx_ray.storage.manifest import write_manifest
 
     write_manifest(rows, str(tmp / f"{name}.parquet"))
     stamps: list[float] = []
@@ -56,7 +56,7 @@ def main(argv=None) -> dict:
     p.add_argument("--engine-jobs", type=int, default=60, help="rows of the NullEngine run (0 skips it)")
     args = p.parse_args(argv)
 
-    from ltx_ray.run import auto_tasks_in_flight
+    from ltx_ray.batch.run import auto_tasks_in_flight
 
     tmp = Path(tempfile.mkdtemp(prefix="ltx-ray-capacity-"))
     rows = [{"job_id": f"null-{i:05d}", "prompt": f"row {i}", "width": 64, "height": 64, "num_frames": 9} for i in range(args.jobs)]

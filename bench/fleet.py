@@ -54,7 +54,8 @@ def mixed_rows(n: int, seed: int = 0, pro_share: float = 0.5) -> list[dict]:
 
 def with_sim_seconds(rows: list[dict], gpus: int, target_s: float) -> tuple[list[dict], float, list[float]]:
     """Add each row's simulated seconds (H100 cost x one time scale) as row metadata."""
-    from ltx_ray.schema import ManifestRow, ModelDefaults
+    from ltx_ray.schema.manifest import ManifestRow
+    from ltx_ray.schema.model import ModelDefaults
 
     h100 = [h100_seconds(ManifestRow.model_validate(r).resolve(ModelDefaults())) for r in rows]
     scale = target_s * gpus / sum(h100)
@@ -151,8 +152,8 @@ def main(argv=None) -> dict:
 
     import pyarrow.parquet as pq
 
-    from ltx_ray.manifest import write_manifest
-    from ltx_ray.run import RunConfig, auto_tasks_in_flight, run
+    from ltx_ray.batch.run import RunConfig, auto_tasks_in_flight, run
+    from ltx_ray.storage.manifest import write_manifest
 
     rows, scale, sim = with_sim_seconds(mixed_rows(args.jobs, args.seed), args.gpus, args.target_s)
     tmp = Path(args.out or tempfile.mkdtemp(prefix="ltx-ray-fleet-"))

@@ -15,7 +15,6 @@ from __future__ import annotations
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -72,11 +71,11 @@ def main(argv=None) -> dict:
     import psutil
     import torch
 
-    from ltx_ray.generate import JobRunner
-    from ltx_ray.ltx2 import LTX2Engine
-    from ltx_ray.manifest import validate_rows
-    from ltx_ray.model_source import resolve_model
-    from ltx_ray.storage import OutputStore
+    from ltx_ray.engine.ltx2 import LTX2Engine
+    from ltx_ray.engine.weights import resolve_model
+    from ltx_ray.job.runner import JobRunner
+    from ltx_ray.storage.manifest import validate_rows
+    from ltx_ray.storage.store import OutputStore
 
     tmp = Path(tempfile.mkdtemp(prefix="ltx-ray-memory-"))
     images = [draw(tmp / "red.png", (200, 30, 40)), draw(tmp / "green.png", (30, 160, 60))]

@@ -60,7 +60,7 @@ def bare_loop(model, jobs, out: Path) -> dict:
 
 
 def ltx_ray_run(manifest: str, out: Path, in_flight: int) -> dict:
-    from ltx_ray.run import RunConfig, run
+    from ltx_ray.batch.run import RunConfig, run
 
     stamps: list[float] = []
     order: list[str] = []
@@ -99,8 +99,8 @@ def main(argv=None) -> dict:
     p.add_argument("--num-frames", type=int, default=49)
     args = p.parse_args(argv)
 
-    from ltx_ray.manifest import validate_rows, write_manifest
-    from ltx_ray.model_source import resolve_model
+    from ltx_ray.engine.weights import resolve_model
+    from ltx_ray.storage.manifest import validate_rows, write_manifest
 
     tmp = Path(tempfile.mkdtemp(prefix="ltx-ray-overhead-"))
     model = resolve_model("tiny")

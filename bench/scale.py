@@ -40,8 +40,8 @@ def main(argv=None) -> dict:
 
     import psutil
 
-    from ltx_ray.manifest import write_manifest
-    from ltx_ray.run import RunConfig, run
+    from ltx_ray.batch.run import RunConfig, run
+    from ltx_ray.storage.manifest import write_manifest
 
     tmp = Path(tempfile.mkdtemp(prefix="ltx-ray-scale-"))
     manifest, out = str(tmp / "scale.parquet"), str(tmp / "out")

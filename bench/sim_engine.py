@@ -19,10 +19,10 @@ import threading
 import time
 from datetime import datetime, timezone
 
-from ltx_ray.schema import Job
+from ltx_ray.schema.job import Job
 
 # Calibration: SGLang on one H100 generates LTX-2 768x512x121 (6,144 video tokens) with
-# 8 distilled steps (1 pass each) in 9.5 s bf16 (shared/notes/ltx2.md). The cost is linear in
+# 8 distilled steps (1 pass each) in 9.5 s bf16 (docs/benchmarks.md, published speeds). The cost is linear in
 # tokens x steps x passes (Job.denoise_cost); attention makes long clips a little dearer still.
 H100_REFERENCE_COST = 6144 * 8 * 1
 H100_REFERENCE_SECONDS = 9.5
@@ -39,8 +39,8 @@ class SimulatedJobRunner:
     sleeps = True
 
     def __init__(self, config, node_id: str | None = None):
-        from ltx_ray.model_source import resolve_model
-        from ltx_ray.storage import OutputStore
+        from ltx_ray.engine.weights import resolve_model
+        from ltx_ray.storage.store import OutputStore
 
         self.store = OutputStore(config.out)
         self.model = resolve_model(config.model)
@@ -51,7 +51,8 @@ class SimulatedJobRunner:
         self._gpu = threading.Lock()
 
     def run(self, job: Job, on_step=None):
-        from ltx_ray.results import ResultRow, job_hash, write_result
+        from ltx_ray.schema.results import ResultRow, job_hash
+        from ltx_ray.storage.results import write_result
 
         with self._gpu:
             start = time.time()
@@ -102,7 +103,7 @@ class NullEngine:
     def generate(self, job: Job, inputs, on_step=None):
         import numpy as np
 
-        from ltx_ray.ltx2 import Clip
+        from ltx_ray.engine.types import Clip
 
         frames = np.zeros((job.num_frames, job.height, job.width, 3), dtype=np.uint8)
         audio = None

@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-EXIT_OK, EXIT_ROWS_FAILED, EXIT_FATAL = 0, 1, 2
+from ltx_ray.errors import EXIT_FATAL, ReplicaFatal, RunFatal
 
 # Modules under ltx_ray.commands, in the order `ltx-ray --help` lists them.
 COMMANDS = [
@@ -27,10 +27,6 @@ COMMANDS = [
 ]
 
 
-class FatalError(Exception):
-    """Stops the command with exit code 2 and a one-line message."""
-
-
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     """The ``ltx-ray`` parser and each subcommand's ``main``; tests parse command lines with it."""
     parser = argparse.ArgumentParser(prog="ltx-ray", description="Parquet manifests -> LTX-2 videos on Ray")
@@ -43,16 +39,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ltx_ray.manifest import ManifestError
-    from ltx_ray.model_source import ModelNotFound
-    from ltx_ray.recipes import RecipeError
-    from ltx_ray.storage import OutputNotWritable
 
     parser, handlers = build_parser()
     args = parser.parse_args(argv)
     try:
         return handlers[args.command](args)
-    except (FatalError, ManifestError, ModelNotFound, OutputNotWritable, RecipeError) as exc:
+    except (RunFatal, ReplicaFatal) as exc:
         print(f"ltx-ray {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_FATAL
     except KeyboardInterrupt:

@@ -32,7 +32,7 @@ def model_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_model(model_cache):
-    from ltx_ray.model_source import resolve_model
+    from ltx_ray.engine.weights import resolve_model
 
     return resolve_model("tiny")
 
@@ -78,7 +78,7 @@ def ray_local(model_cache, s3_endpoint):
 
 @pytest.fixture(scope="session")
 def engine(tiny_model):
-    from ltx_ray.ltx2 import LTX2Engine
+    from ltx_ray.engine.ltx2 import LTX2Engine
 
     return LTX2Engine(tiny_model.path, device="cpu", dtype="float32", defaults=tiny_model.defaults)
 

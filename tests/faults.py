@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ltx_ray.ltx2 import LTX2Engine
+from ltx_ray.engine.ltx2 import LTX2Engine
 
 
 class CrashOnceEngine:

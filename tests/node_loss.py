@@ -17,7 +17,7 @@ from pathlib import Path
 import ray
 from ray.cluster_utils import Cluster
 
-from ltx_ray.run import RunConfig, run
+from ltx_ray.batch.run import RunConfig, run
 
 
 def main(manifest: str, out: str) -> None:

@@ -9,9 +9,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from ltx_ray.manifest import ManifestError, load_and_validate, validate_rows, write_manifest
-from ltx_ray.run import RunConfig, run
-from ltx_ray.schema import JOB_ID_PATTERN, ManifestRow, ModelDefaults, frames_for_seconds
+from ltx_ray.batch.run import RunConfig, run
+from ltx_ray.errors import ManifestError
+from ltx_ray.schema.fields import JOB_ID_PATTERN, frames_for_seconds
+from ltx_ray.schema.manifest import ManifestRow
+from ltx_ray.schema.model import ModelDefaults
+from ltx_ray.storage.manifest import load_and_validate, validate_rows, write_manifest
 from tests.bad_inputs import BASE, FETCH_CASES, VALIDATION_CASES, build_row, materialise
 
 DEFAULTS = ModelDefaults(steps=4)

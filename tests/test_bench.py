@@ -95,7 +95,8 @@ def test_gpu_benchmark_builds_the_real_configs_and_says_when_it_is_skipped(capsy
 
 
 def test_a_guided_job_costs_three_passes_per_step_so_longest_first_counts_guidance():
-    from ltx_ray.schema import ManifestRow, ModelDefaults
+    from ltx_ray.schema.manifest import ManifestRow
+    from ltx_ray.schema.model import ModelDefaults
 
     def job(steps, guidance):
         return ManifestRow(job_id="j", prompt="p", steps=steps, guidance_scale=guidance).resolve(ModelDefaults())
@@ -105,7 +106,7 @@ def test_a_guided_job_costs_three_passes_per_step_so_longest_first_counts_guidan
 
 def test_two_jobs_in_flight_only_where_replicas_have_many_jobs_because_few_jobs_queue_behind_long_ones():
     from bench.fleet import list_schedule, two_in_flight_schedule
-    from ltx_ray.run import auto_tasks_in_flight
+    from ltx_ray.batch.run import auto_tasks_in_flight
 
     # 2 GPUs, longest first: one in flight puts the three short jobs on the free GPU.
     assert list_schedule([5, 1, 1, 1], 2) == 5

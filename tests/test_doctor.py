@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ltx_ray.doctor import check_model, check_ray, check_store
+from ltx_ray.doctor.services import check_model, check_ray, check_store
 
 REPO = Path(__file__).resolve().parents[1]
 LTX_RAY = [sys.executable, "-m", "ltx_ray.cli"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pyarrow.parquet as pq
 
-from ltx_ray.manifest import write_manifest
-from ltx_ray.run import RunConfig, run
+from ltx_ray.batch.run import RunConfig, run
+from ltx_ray.storage.manifest import write_manifest
 
 
 def test_a_small_manifest_is_spread_over_every_gpu_replica(ray_local, tmp_path):

@@ -11,8 +11,8 @@ import time
 
 import pyarrow.parquet as pq
 
-from ltx_ray.manifest import write_manifest
-from ltx_ray.run import RunConfig, run
+from ltx_ray.batch.run import RunConfig, run
+from ltx_ray.storage.manifest import write_manifest
 from tests.conftest import REPO
 
 SMALL = {"width": 256, "height": 160, "num_frames": 17}

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ltx_ray.ltx2 import JobInputs, LTX2Engine
-from ltx_ray.schema import ManifestRow
+from ltx_ray.engine.ltx2 import LTX2Engine
+from ltx_ray.engine.types import JobInputs
+from ltx_ray.schema.manifest import ManifestRow
 
 pytestmark = pytest.mark.gpu
 

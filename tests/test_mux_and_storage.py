@@ -7,8 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from ltx_ray.mux import decode_frames, probe, thumbnail_jpeg, write_mp4
-from ltx_ray.storage import OutputNotWritable, OutputStore
+from ltx_ray.errors import OutputNotWritable
+from ltx_ray.storage.mux import decode_frames, probe, thumbnail_jpeg, write_mp4
+from ltx_ray.storage.store import OutputStore
 
 
 def synthetic(frames=25, w=128, h=96, seconds_audio=None, rate=24000):

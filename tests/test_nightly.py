@@ -7,9 +7,9 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
+from ltx_ray.batch.nightly import discover_manifests
 from ltx_ray.cli import main as cli_main
-from ltx_ray.manifest import write_manifest
-from ltx_ray.nightly import discover_manifests
+from ltx_ray.storage.manifest import write_manifest
 
 SMALL = {"width": 128, "height": 96, "num_frames": 9}
 

@@ -8,11 +8,11 @@ import uuid
 import fsspec
 import pytest
 
-from ltx_ray.manifest import write_manifest
-from ltx_ray.mux import probe
-from ltx_ray.results import read_results
-from ltx_ray.run import RunConfig, run
-from ltx_ray.storage import OutputStore
+from ltx_ray.batch.run import RunConfig, run
+from ltx_ray.storage.manifest import write_manifest
+from ltx_ray.storage.mux import probe
+from ltx_ray.storage.results import read_results
+from ltx_ray.storage.store import OutputStore
 from tests.conftest import draw_image
 
 SMALL = {"width": 256, "height": 160, "num_frames": 17}
@@ -58,8 +58,8 @@ def test_a_run_reads_and_writes_through_the_store(ray_local, base, tmp_path):
 
 
 def test_a_model_on_object_storage_is_copied_to_the_cache_and_loads(s3_endpoint, tiny_model, tmp_path, monkeypatch):
-    from ltx_ray.ltx2 import LTX2Engine
-    from ltx_ray.model_source import resolve_model
+    from ltx_ray.engine.ltx2 import LTX2Engine
+    from ltx_ray.engine.weights import resolve_model
 
     fs = fsspec.filesystem("s3")
     bucket = f"models-{uuid.uuid4().hex[:12]}"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ltx_ray.placement import GiB, PlacementError, plan_placement
+from ltx_ray.engine.placement import GiB, plan_placement
+from ltx_ray.errors import PlacementError
 
 # bf16 sizes of the real LTX-2 components (19B transformer, Gemma-3-12B encoder)
 LTX2_BF16 = {

@@ -9,8 +9,9 @@ import pytest
 from PIL import Image
 
 from ltx_ray.cli import main as cli_main
-from ltx_ray.mux import write_mp4
-from ltx_ray.qc import QCConfig, check_video, ssim
+from ltx_ray.job.qc import check_video, ssim
+from ltx_ray.schema.qc import QCConfig
+from ltx_ray.storage.mux import write_mp4
 
 W, H, F, FPS, SR = 128, 96, 17, 24.0, 24000
 

@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 
-from ltx_ray.generate import JobRunner, attempt_seeds
-from ltx_ray.ltx2 import Clip
-from ltx_ray.mux import probe
-from ltx_ray.qc import QCConfig
-from ltx_ray.results import read_results
-from ltx_ray.schema import ManifestRow
-from ltx_ray.storage import OutputStore
+from ltx_ray.engine.types import Clip
+from ltx_ray.job.runner import JobRunner, attempt_seeds
+from ltx_ray.schema.manifest import ManifestRow
+from ltx_ray.schema.qc import QCConfig
+from ltx_ray.storage.mux import probe
+from ltx_ray.storage.results import read_results
+from ltx_ray.storage.store import OutputStore
 
 SMALL = {"width": 256, "height": 160, "num_frames": 17}
 # The tiny model's noise moves a lot, is never blank and is loud: these thresholds it passes...

@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 from ltx_ray.cli import main as cli_main
-from ltx_ray.manifest import read_manifest_rows, write_manifest
-from ltx_ray.report import build_report
-from ltx_ray.storage import OutputStore
+from ltx_ray.products.report import build_report
+from ltx_ray.storage.manifest import read_manifest_rows, write_manifest
+from ltx_ray.storage.store import OutputStore
 from tests.conftest import REPO
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -9,9 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from ltx_ray.cli import main as cli_main
-from ltx_ray.manifest import read_manifest_rows, validate_rows, write_manifest
-from ltx_ray.recipes import RecipeError, expand, expand_manifests, load_recipe
-from ltx_ray.schema import ModelDefaults
+from ltx_ray.errors import RecipeError
+from ltx_ray.products.recipes import expand, expand_manifests, load_recipe
+from ltx_ray.schema.model import ModelDefaults
+from ltx_ray.storage.manifest import read_manifest_rows, validate_rows, write_manifest
 from tests.conftest import REPO
 
 PIPELINES = sorted((REPO / "pipelines").glob("*.yaml"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ltx_ray.retry import is_transient, with_retries
+from ltx_ray.storage.retry import is_transient, with_retries
 
 
 def test_a_flaky_call_succeeds_after_transient_failures():

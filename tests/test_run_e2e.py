@@ -10,10 +10,10 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
+from ltx_ray.batch.run import RunConfig, run
 from ltx_ray.cli import main as cli_main
-from ltx_ray.manifest import write_manifest
-from ltx_ray.mux import decode_frames, probe
-from ltx_ray.run import RunConfig, run
+from ltx_ray.storage.manifest import write_manifest
+from ltx_ray.storage.mux import decode_frames, probe
 from tests.conftest import REPO
 
 SMALL = {"width": 256, "height": 160, "num_frames": 17}
@@ -39,7 +39,7 @@ def mixed_run(ray_local, tmp_path_factory):
         {"job_id": "bad-width", "prompt": "p", "width": 250, "height": 160, "num_frames": 17},
     ]
     # the twin must share t2v's seed to prove determinism: same job, same video
-    from ltx_ray.schema import stable_seed
+    from ltx_ray.schema.fields import stable_seed
 
     rows[1]["seed"] = stable_seed("t2v")
     write_manifest(rows, str(tmp / "m.parquet"))

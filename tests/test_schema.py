@@ -6,8 +6,10 @@ import json
 
 import pytest
 
-from ltx_ray.manifest import ManifestError, load_and_validate, write_manifest
-from ltx_ray.schema import ModelDefaults, frames_for_seconds, stable_seed
+from ltx_ray.errors import ManifestError
+from ltx_ray.schema.fields import frames_for_seconds, stable_seed
+from ltx_ray.schema.model import ModelDefaults
+from ltx_ray.storage.manifest import load_and_validate, write_manifest
 from tests.conftest import REPO
 
 DEFAULTS = ModelDefaults(steps=7, guidance_scale=2.5)
@@ -141,7 +143,7 @@ def test_metadata_reaches_the_job_as_an_object(tmp_path):
 
 
 def test_schema_doc_matches_the_schema():
-    from ltx_ray.schema_doc import render_schema_doc
+    from ltx_ray.schema.doc import render_schema_doc
 
     on_disk = (REPO / "manifests" / "SCHEMA.md").read_text()
     assert on_disk == render_schema_doc(), "manifests/SCHEMA.md drifted: run `ltx-ray schema-doc --write manifests/SCHEMA.md`"

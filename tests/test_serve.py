@@ -21,8 +21,8 @@ from openai import OpenAI
 from openai.types import Video
 from PIL import Image
 
-from ltx_ray.mux import probe
 from ltx_ray.serve.config import ServeArgs
+from ltx_ray.storage.mux import probe
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from ltx_ray.schema import ManifestRow
+from ltx_ray.schema.manifest import ManifestRow
 from ltx_ray.serve.config import ServeArgs
 from ltx_ray.serve.intake import PLACEHOLDER, Upload, parse_create, validate_row
 from ltx_ray.serve.jobs import StoreJobStore, check_video_id
@@ -54,7 +54,7 @@ def test_text_form_values_are_parsed_leniently_into_a_manifest_row():
 
 
 def row_defaults():
-    from ltx_ray.schema import ModelDefaults
+    from ltx_ray.schema.model import ModelDefaults
 
     return ModelDefaults()
 

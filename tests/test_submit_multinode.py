@@ -28,10 +28,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from ltx_ray.batch.submit import base_submission_id
 from ltx_ray.commands.run import run_config_from_args
 from ltx_ray.commands.submit import run_argv
-from ltx_ray.manifest import write_manifest
-from ltx_ray.submit import base_submission_id
+from ltx_ray.storage.manifest import write_manifest
 from tests.conftest import REPO
 
 SMALL = {"width": 128, "height": 96, "num_frames": 9}
@@ -250,7 +250,7 @@ class FakeJobClient:
     ],
 )
 def test_with_a_fake_job_client_a_run_is_attached_while_live_or_done_and_retried_after_it_failed(existing, expected_id, attached):
-    from ltx_ray.submit import submit
+    from ltx_ray.batch.submit import submit
 
     argv = ["s3://b/m.parquet", "--out", "s3://b/out"]
     base = base_submission_id("night", argv)

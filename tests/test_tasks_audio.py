@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ltx_ray.audio import crossfade_join, log_mel
+from ltx_ray.engine.audio import crossfade_join, log_mel
 
 RATE = 24000
 

@@ -10,9 +10,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from ltx_ray.manifest import write_manifest
-from ltx_ray.mux import decode_frames, probe, write_mp4
-from ltx_ray.run import RunConfig, run
+from ltx_ray.batch.run import RunConfig, run
+from ltx_ray.storage.manifest import write_manifest
+from ltx_ray.storage.mux import decode_frames, probe, write_mp4
 
 SMALL = {"width": 256, "height": 160, "num_frames": 17}
 RATE = 24000

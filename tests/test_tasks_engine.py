@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ltx_ray.ltx2 import JobInputs
-from ltx_ray.schema import ManifestRow
-from ltx_ray.segments import plan_segments
+from ltx_ray.engine.segments import plan_segments
+from ltx_ray.engine.types import JobInputs
+from ltx_ray.schema.manifest import ManifestRow
 
 
 def job(engine, **row):
@@ -62,6 +62,6 @@ def test_the_tiny_model_ships_an_upsampler_and_its_own_loras(tiny_model):
     assert (root / "latent_upsampler" / "config.json").exists()
     names = sorted(p.name for p in (root / "loras").glob("*.safetensors"))
     assert names == ["distilled.safetensors", "ic-canny.safetensors", "ic-depth.safetensors", "ic-pose.safetensors", "style.safetensors"]
-    from ltx_ray.ltx2_lora import LoraCache
+    from ltx_ray.engine.lora import LoraCache
 
     assert LoraCache.reference_downscale_factor(str(root / "loras" / "ic-pose.safetensors")) == 1

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ltx_ray.manifest import load_and_validate, write_manifest
-from ltx_ray.schema import ModelDefaults
+from ltx_ray.schema.model import ModelDefaults
+from ltx_ray.storage.manifest import load_and_validate, write_manifest
 
 DEFAULTS = ModelDefaults(steps=4)
 

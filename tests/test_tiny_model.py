@@ -7,10 +7,10 @@ import json
 import numpy as np
 import torch
 
-from ltx_ray.ltx2 import JobInputs
-from ltx_ray.model_source import CARD_NAME, resolve_model
-from ltx_ray.schema import ManifestRow
-from ltx_ray.tiny_model import TINY_MODEL_ID
+from ltx_ray.engine.tiny_model import TINY_MODEL_ID
+from ltx_ray.engine.types import JobInputs
+from ltx_ray.engine.weights import CARD_NAME, resolve_model
+from ltx_ray.schema.manifest import ManifestRow
 
 
 def test_tiny_model_is_saved_in_diffusers_format(tiny_model):

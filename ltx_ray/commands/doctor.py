@@ -19,7 +19,8 @@ def add_parser(sub) -> str:
 
 
 def main(args) -> int:
-    from ltx_ray.doctor import format_table, run_doctor
+    from ltx_ray.doctor.report import format_table
+    from ltx_ray.doctor.run import run_doctor
 
     report = run_doctor(lock=args.lock, address=args.address, out=args.out, model=args.model)
     print(report.model_dump_json(indent=2) if args.json else format_table(report))

@@ -18,15 +18,15 @@ def add_parser(sub) -> str:
 
 
 def main(args) -> int:
-    from ltx_ray.cli import FatalError
-    from ltx_ray.manifest import validate_rows, write_manifest
-    from ltx_ray.recipes import expand_manifests, load_recipe
-    from ltx_ray.schema import ModelDefaults
+    from ltx_ray.errors import RunFatal
+    from ltx_ray.products.recipes import expand_manifests, load_recipe
+    from ltx_ray.schema.model import ModelDefaults
+    from ltx_ray.storage.manifest import validate_rows, write_manifest
 
     # A bad recipe (RecipeError) or manifest (ManifestError) stops here with exit 2, via ltx_ray.cli.
     expansion = expand_manifests(load_recipe(args.recipe), args.manifests)
     if not expansion.rows:
-        raise FatalError(f"the recipe made no jobs; {len(expansion.problems)} product row(s) had problems:\n"
+        raise RunFatal(f"the recipe made no jobs; {len(expansion.problems)} product row(s) had problems:\n"
                          + "\n".join(f"  {p}" for p in expansion.problems))
     write_manifest(expansion.rows, args.out)
     problems = expansion.problems + validate_rows([(args.out, expansion.rows)], ModelDefaults()).problems

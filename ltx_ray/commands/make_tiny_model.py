@@ -11,7 +11,7 @@ def add_parser(sub) -> str:
 
 
 def main(args) -> int:
-    from ltx_ray.tiny_model import make_tiny_model
+    from ltx_ray.engine.tiny_model import make_tiny_model
 
     print(make_tiny_model(args.dir, seed=args.seed))
     return 0

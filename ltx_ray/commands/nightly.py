@@ -27,7 +27,7 @@ def add_parser(sub) -> str:
 
 
 def main(args) -> int:
-    from ltx_ray.nightly import nightly
+    from ltx_ray.batch.nightly import nightly
 
     date = args.date or datetime.now(timezone.utc).date().isoformat()
     # The run id is the night's (nightly-DATE); a --run-id given here is not used.

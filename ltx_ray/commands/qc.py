@@ -16,7 +16,7 @@ def _threshold(text: str) -> float | None:
 
 
 def add_parser(sub) -> str:
-    from ltx_ray.qc import QCConfig
+    from ltx_ray.schema.qc import QCConfig
 
     defaults = QCConfig()
     p = sub.add_parser("qc", help="run the quality checks (motion, blank frames, audio, keyframe adherence) on an mp4")
@@ -40,24 +40,25 @@ def main(args) -> int:
     from PIL import Image, UnidentifiedImageError
     from pydantic import ValidationError
 
-    from ltx_ray.cli import FatalError
-    from ltx_ray.inputs import InputError, read_uri_bytes
-    from ltx_ray.qc import QCConfig, check_video
+    from ltx_ray.errors import InputError, RunFatal
+    from ltx_ray.job.inputs import read_uri_bytes
+    from ltx_ray.job.qc import check_video
+    from ltx_ray.schema.qc import QCConfig
 
     try:
         config = QCConfig(min_motion=args.min_motion, max_blank_fraction=args.max_blank_fraction,
                           min_audio_dbfs=args.min_audio_dbfs, min_keyframe_ssim=args.min_keyframe_ssim)
     except ValidationError as exc:
-        raise FatalError("; ".join(f"--{e['loc'][0].replace('_', '-')}: {e['msg']}" for e in exc.errors())) from None
+        raise RunFatal("; ".join(f"--{e['loc'][0].replace('_', '-')}: {e['msg']}" for e in exc.errors())) from None
     references = []
     for spec in args.image:
         uri, sep, frame = spec.rpartition("@")
         if not sep or not frame.isdigit():
-            raise FatalError(f"--image {spec!r}: write IMAGE@FRAME, e.g. front.png@0")
+            raise RunFatal(f"--image {spec!r}: write IMAGE@FRAME, e.g. front.png@0")
         try:
             references.append((Image.open(io.BytesIO(read_uri_bytes(uri, "--image"))), int(frame)))
         except (InputError, UnidentifiedImageError) as exc:
-            raise FatalError(f"--image {spec!r}: {exc}") from None
+            raise RunFatal(f"--image {spec!r}: {exc}") from None
     try:
         # PyAV reads local files; a video behind a URI is copied to a temporary file first.
         with tempfile.TemporaryDirectory(prefix="ltx-ray-qc-") as tmp:
@@ -68,7 +69,7 @@ def main(args) -> int:
                 fs.get_file(remote, path)
             report = check_video(path, config, references, expect_audio=args.expect_audio or None)
     except (OSError, ValueError, av.error.FFmpegError) as exc:
-        raise FatalError(f"{args.video}: cannot be read as a video ({exc})") from None
+        raise RunFatal(f"{args.video}: cannot be read as a video ({exc})") from None
     for name, check in report.checks.items():
         verdict = {True: "pass", False: "FAIL", None: "n/a"}[check.passed]
         print(f"{name:16} {verdict:5} score={check.score} threshold={check.threshold}  {check.detail}")

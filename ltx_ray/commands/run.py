@@ -23,7 +23,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def run_config_from_args(args, manifests: list[str]):
-    from ltx_ray.run import RunConfig
+    from ltx_ray.batch.run import RunConfig
 
     gpus = args.gpus_per_replica
     if gpus is None:
@@ -45,12 +45,13 @@ def add_parser(sub) -> str:
 
 
 def main(args) -> int:
-    from ltx_ray.run import new_run_id, run
+    from ltx_ray.batch.run import run
+    from ltx_ray.job.record import new_run_id
 
     if args.recipe is None:
         return run(run_config_from_args(args, args.manifests)).exit_code
     # A recipe run is an ordinary run of the manifest the recipe expands to, kept beside the run's other files.
-    from ltx_ray.recipes import run_recipe_manifest
+    from ltx_ray.products.recipes import run_recipe_manifest
 
     args.run_id = args.run_id or new_run_id()
     manifest, problems = run_recipe_manifest(args.recipe, args.manifests, args.out, args.run_id)

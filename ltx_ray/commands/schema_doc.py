@@ -12,7 +12,7 @@ def add_parser(sub) -> str:
 
 
 def main(args) -> int:
-    from ltx_ray.schema_doc import render_schema_doc
+    from ltx_ray.schema.doc import render_schema_doc
 
     text = render_schema_doc()
     if args.write:

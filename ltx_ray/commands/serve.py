@@ -42,7 +42,7 @@ def main(args) -> int:
     import ray
     from ray import serve
 
-    from ltx_ray.cli import FatalError
+    from ltx_ray.errors import RunFatal
     from ltx_ray.serve.app import build_app
     from ltx_ray.serve.security import ApiKeys
 
@@ -51,7 +51,7 @@ def main(args) -> int:
         keys = ApiKeys.load([k.get_secret_value() for k in serve_args.api_keys], serve_args.api_keys_file,
                             serve_args.api_keys_env)
     except OSError as exc:
-        raise FatalError(f"--api-key-file: {exc}") from None
+        raise RunFatal(f"--api-key-file: {exc}") from None
     if not keys.required and args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: no API key set and listening on {args.host}: anyone who can reach it can generate")
     if args.model == "tiny":

@@ -51,13 +51,13 @@ def run_argv(args, manifests: list[str]) -> list[str]:
 def main(args) -> int:
     from ray.job_submission import JobSubmissionClient
 
-    from ltx_ray.cli import FatalError
-    from ltx_ray.submit import submit, wait
+    from ltx_ray.batch.submit import submit, wait
+    from ltx_ray.errors import RunFatal
 
     try:
         client = JobSubmissionClient(args.address)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise FatalError(f"cannot reach the Ray job server at --address {args.address!r}: {exc}") from None
+        raise RunFatal(f"cannot reach the Ray job server at --address {args.address!r}: {exc}") from None
     submission = submit(client, args.name, run_argv(args, args.manifests), args.run_id)
     print(f"submission_id: {submission.submission_id}")
     if not args.wait:

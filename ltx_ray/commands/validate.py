@@ -10,8 +10,8 @@ def add_parser(sub) -> str:
 
 
 def main(args) -> int:
-    from ltx_ray.manifest import load_and_validate
-    from ltx_ray.schema import ModelDefaults
+    from ltx_ray.schema.model import ModelDefaults
+    from ltx_ray.storage.manifest import load_and_validate
 
     result = load_and_validate(args.manifests, ModelDefaults())
     for problem in result.problems:

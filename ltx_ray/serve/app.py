@@ -30,22 +30,18 @@ class Generator:
 
     def __init__(self, args: ServeArgs):
         import ray
-        import torch
 
-        from ltx_ray.generate import JobRunner
-        from ltx_ray.ltx2 import LTX2Engine
-        from ltx_ray.model_source import resolve_model
+        from ltx_ray.job.build import RunnerSpec, build_runner
         from ltx_ray.serve.jobs import StoreJobStore
         from ltx_ray.serve.worker import VideoWorker
 
-        if args.torch_threads:
-            torch.set_num_threads(args.torch_threads)
-        model = resolve_model(args.model)
-        engine = LTX2Engine(model.path, device=args.device, dtype=args.dtype, defaults=model.defaults)
         jobs = StoreJobStore(args.store)
-        runner = JobRunner(engine, jobs.outputs, model, device=args.device, dtype=args.dtype, run_id="serve",
-                           node_id=ray.get_runtime_context().get_node_id())
-        self.worker = VideoWorker(jobs, runner, model.defaults)
+        spec = RunnerSpec(
+            model=args.model, out=jobs.outputs.root_uri, device=args.device, dtype=args.dtype, run_id=args.run_id,
+            torch_threads=args.torch_threads, offload=args.offload, engine=args.engine,
+        )
+        runner = build_runner(spec, node_id=ray.get_runtime_context().get_node_id())
+        self.worker = VideoWorker(jobs, runner, runner.model.defaults)
 
     def run(self, video_id: str, attempt: int) -> str:
         return self.worker.run(video_id, attempt)
@@ -80,6 +76,10 @@ class VideosIngress:
 
 def build_app(args: ServeArgs) -> Application:
     """The application graph for ``serve.run`` / Serve configs."""
+    from ltx_ray.job.record import new_run_id
+
+    # One run id for the app's lifetime: every sidecar and results row it writes names it.
+    args = args.model_copy(update={"run_id": args.run_id or new_run_id("serve-")})
     generator = Generator.options(
         num_replicas=args.replicas,
         ray_actor_options={"num_gpus": args.gpus_per_replica, "num_cpus": args.cpus_per_replica},

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from ltx_ray.schema import MAX_PROMPT_CHARS
+from ltx_ray.schema.fields import MAX_PROMPT_CHARS
 
 
 class ServeArgs(BaseModel):
@@ -29,6 +29,10 @@ class ServeArgs(BaseModel):
     gpus_per_replica: float = Field(default=0, ge=0, description="GPUs reserved by each generator replica.")
     cpus_per_replica: float = Field(default=1, ge=0, description="CPUs reserved by each generator replica.")
     torch_threads: int | None = Field(default=None, ge=1, description="Torch CPU threads per replica; default all cores.")
+    offload: Literal["auto", "none", "model", "group"] = Field(
+        default="auto", description="CPU offload of model components when a replica's GPUs cannot hold them (as `ltx-ray run --offload`).")
+    engine: str = Field(default="ltx2", description="'ltx2', or 'module:callable' building a stand-in engine (tests, benchmarks).")
+    run_id: str | None = Field(default=None, description="Names the app's sidecars and results rows; default serve-<UTC time>-<random>.")
 
     api_keys: list[SecretStr] = Field(default_factory=list, description="Accepted bearer tokens. Prefer api_keys_file or "
                                       "api_keys_env in configs: a key written here is readable by anyone who reads the config.")

@@ -27,7 +27,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ltx_ray.schema import ManifestRow, problems_from_validation_error
+from ltx_ray.schema.manifest import ManifestRow
+from ltx_ray.schema.problems import problems_from_validation_error
 from ltx_ray.serve.protocol import APIError
 
 RENAMED = {"num_inference_steps": "steps"}

@@ -17,9 +17,9 @@ import json
 import time
 from typing import Protocol
 
-from ltx_ray.results import result_name
 from ltx_ray.serve.protocol import VIDEO_ID_PATTERN, JobRecord
-from ltx_ray.storage import OutputStore
+from ltx_ray.storage.results import result_name
+from ltx_ray.storage.store import OutputStore
 
 SPRITESHEET_SUFFIX = ".sprites.jpg"
 

@@ -1,6 +1,6 @@
 """The wire contract of the /v1/videos API: request settings, the Video object, errors.
 
-The Video object follows the OpenAI Videos convention (shared/notes/videos-api.md): every
+The Video object follows the OpenAI Videos convention (docs/serve.md): every
 key is present, null where unset, and ``status`` is only queued / in_progress / completed /
 failed. ltx-ray adds a few keys of its own after those (kept by the SDK in
 ``video.model_extra``). ``JobRecord`` is what the job store persists for each video.

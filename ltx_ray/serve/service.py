@@ -21,8 +21,8 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from ltx_ray.inputs import MAX_IMAGE_PIXELS
-from ltx_ray.schema import ModelDefaults
+from ltx_ray.job.inputs import MAX_IMAGE_PIXELS
+from ltx_ray.schema.model import ModelDefaults
 from ltx_ray.serve.config import ServeArgs
 from ltx_ray.serve.intake import Upload, check_server_paths, parse_create, set_input_uri, validate_row
 from ltx_ray.serve.jobs import SPRITESHEET_SUFFIX, JobAbandoned, JobStore, check_video_id
@@ -247,7 +247,7 @@ def _spritesheet(outputs, video_id: str, tiles: int = 16, columns: int = 4, tile
     name = f"{video_id}{SPRITESHEET_SUFFIX}"
     if outputs.exists(name):
         return outputs.get(name)
-    from ltx_ray.mux import decode_frames
+    from ltx_ray.storage.mux import decode_frames
 
     frames = decode_frames(outputs.get(f"{video_id}.mp4"))
     count = min(tiles, len(frames))

@@ -11,8 +11,9 @@ import time
 
 from pydantic import ValidationError
 
-from ltx_ray.generate import JobRunner
-from ltx_ray.schema import ManifestRow, ModelDefaults
+from ltx_ray.job.runner import JobRunner
+from ltx_ray.schema.manifest import ManifestRow
+from ltx_ray.schema.model import ModelDefaults
 from ltx_ray.serve.jobs import JobAbandoned, JobStore
 from ltx_ray.serve.protocol import VideoError
 

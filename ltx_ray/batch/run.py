@@ -1,0 +1,229 @@
+"""A manifest run, in order: the one function to read to know what ``ltx-ray run`` does."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, Field
+
+from ltx_ray.batch.progress import Progress
+from ltx_ray.engine.weights import resolve_model
+from ltx_ray.job.record import new_run_id
+from ltx_ray.products.report import write_report
+from ltx_ray.schema.results import ResultRow, job_hash
+from ltx_ray.storage.manifest import InvalidRow, load_and_validate
+from ltx_ray.storage.results import read_results, write_result
+from ltx_ray.storage.store import OutputStore
+
+
+class RunConfig(BaseModel):
+    """Everything a run needs; the CLI and recipes build one of these."""
+
+    manifests: list[str] = Field(min_length=1, description="Parquet files, folders, globs or URIs")
+    out: str = Field(description="Output folder or URI")
+    model: str = Field(default="tiny", description="'tiny', a local folder, an object-store URI or a hub id")
+    device: str = Field(default="cpu", description="cpu, cuda, ...")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    address: str | None = Field(default=None, description="Ray cluster address; None starts a local Ray")
+    replicas: int = Field(default=1, ge=1, description="Generation actors, started all at once")
+    gpus_per_replica: float = Field(default=0, ge=0)
+    cpus_per_replica: float = Field(default=1, gt=0)
+    offload: Literal["auto", "none", "model", "group"] = Field(
+        default="auto", description="none: fail if the model does not fit; model / group: CPU offload; auto: as needed"
+    )
+    force: bool = Field(default=False, description="Regenerate jobs that already succeeded")
+    run_id: str | None = None
+    no_progress_timeout_s: float = Field(default=3 * 3600, description="fail a run that finishes no job for this long")
+    engine: str = Field(default="ltx2", description="'ltx2' or 'module:callable' of a stand-in engine (benchmarks)")
+    gpu_hour_usd: float | None = Field(default=None, ge=0, description="Price of a GPU-hour, for the cost in the run report")
+    runner: str | None = Field(default=None, description="'module:callable' of a stand-in job runner (scheduling benchmarks)")
+    tasks_in_flight_per_replica: int | None = Field(
+        default=None, ge=1, le=4,
+        description="Jobs handed to a replica at once. 1 never commits a job to a busy replica; 2 overlaps "
+        "one job's mux and upload with the next one's denoising and hides Ray Data's dispatch gap. "
+        "None: 2 when there are at least 16 jobs per replica, else 1 (see bench/fleet.py)",
+    )
+    resources_per_replica: dict[str, float] = Field(
+        default_factory=dict, description="Custom Ray resources each replica claims, e.g. {'sim_gpu': 1} or an accelerator label"
+    )
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    out: str
+    total: int
+    succeeded: int
+    failed: int
+    skipped: int
+    invalid: int
+    wall_s: float
+    video_seconds: float
+    gpu_seconds: float = 0.0
+    replica_seconds: float = 0.0
+    stage_seconds: dict[str, float] = Field(default_factory=dict)
+    report_uri: str | None = Field(default=None, description="The run's review page, _runs/{run_id}/report.html")
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed or self.invalid else 0
+
+
+def run(config: RunConfig, log=print) -> RunSummary:
+    """Validate everything, then generate what is left, then summarise."""
+    started = time.perf_counter()
+    run_id = config.run_id or new_run_id()
+
+    # 1. Fatal checks first, before any model loads or GPU starts.
+    store = OutputStore(config.out)
+    store.check_writable()
+    model = resolve_model(config.model)
+    if config.model == "tiny":
+        log("note: using the embedded tiny LTX-2 (random weights): the videos are noise. Pass --model for real weights.")
+
+    # 2. Read and validate every manifest row; invalid rows get their failed results rows now.
+    manifest = load_and_validate(config.manifests, model.defaults)
+    for row in manifest.invalid:
+        write_result(store, row.key, _invalid_result(row, run_id))
+        for problem in row.problems:
+            log(f"invalid: {problem}")
+
+    # 3. Resume: skip jobs whose identical spec already succeeded here.
+    pending = manifest.jobs if config.force else _not_yet_done(store, manifest.jobs, model)
+    skipped = len(manifest.jobs) - len(pending)
+    log(f"run {run_id}: {len(manifest.jobs) + len(manifest.invalid)} rows, {len(pending)} to generate, "
+        f"{skipped} already done, {len(manifest.invalid)} invalid")
+
+    # 4. Generate on Ray: longest jobs first so no replica finishes the run alone.
+    progress = Progress(len(pending), config.replicas, config.gpus_per_replica, log)
+    if pending:
+        # The key counts guidance passes too: a guided 40-step job costs 15x a distilled 8-step
+        # one of the same size, not 5x, and a misordered long job ends the run alone.
+        pending = sorted(pending, key=lambda j: j.denoise_cost, reverse=True)
+        jobs_uri, fs = _write_jobs_file(store, run_id, pending)
+        in_flight = config.tasks_in_flight_per_replica or auto_tasks_in_flight(len(pending), config.replicas)
+        log(f"generating on {config.replicas} replica(s), {in_flight} job(s) in flight on each")
+        seen: set[str] = set()
+        for row in _generate_on_ray(config, run_id, jobs_uri, fs, len(pending), in_flight):
+            row["timings"] = json.loads(row["timings"]) if row["timings"] else {}
+            seen.add(row["job_id"])
+            progress.job_done(row)
+        missing = {j.job_id for j in pending} - seen
+        if missing:
+            raise RuntimeError(f"the run lost {len(missing)} jobs without a result: {sorted(missing)[:5]}")
+
+    # 5. Summarise.
+    totals = progress.totals
+    summary = RunSummary(
+        run_id=run_id,
+        out=store.root_uri,
+        total=len(manifest.jobs) + len(manifest.invalid),
+        succeeded=totals.succeeded,
+        failed=totals.failed,
+        skipped=skipped,
+        invalid=len(manifest.invalid),
+        wall_s=round(time.perf_counter() - started, 3),
+        video_seconds=round(totals.video_seconds, 3),
+        gpu_seconds=round(totals.gpu_seconds, 3),
+        replica_seconds=round(totals.replica_seconds, 3),
+        stage_seconds=totals.stage_seconds,
+    )
+    summary.report_uri = write_report(
+        store, run_id, job_ids={j.job_id for j in manifest.jobs} | {r.key for r in manifest.invalid},
+        gpus_per_job=config.gpus_per_replica, gpu_hour_usd=config.gpu_hour_usd, summary=summary.model_dump(),
+    )
+    store.put(f"_runs/{run_id}/summary.json", summary.model_dump_json(indent=2).encode())
+    log(f"done: {summary.succeeded} succeeded, {summary.failed} failed, {summary.invalid} invalid, "
+        f"{summary.skipped} skipped in {summary.wall_s:.1f} s; {summary.video_seconds:.1f} s of video, "
+        f"{summary.gpu_seconds:.1f} GPU-s, stage seconds {summary.stage_seconds}; results in {store.uri('results')}; "
+        f"report: {summary.report_uri}")
+    return summary
+
+
+def auto_tasks_in_flight(num_jobs: int, replicas: int) -> int:
+    """Two jobs in flight per replica only where it cannot hurt the schedule.
+
+    A second job is committed to a replica before its first ends. With few jobs per replica
+    that can leave a long job queued while other replicas idle (a list-scheduling model of
+    the fleet bench's mixed manifest: +10-47% makespan at 2-4 jobs per GPU, +0.6% at 8,
+    +0.2% at 16); with many it only removes the gap between jobs and overlaps mux/upload.
+    """
+    return 2 if num_jobs >= 16 * replicas else 1
+
+
+def _invalid_result(row: InvalidRow, run_id: str) -> ResultRow:
+    problems = "; ".join(f"{p.field} = {p.value}: {p.message}" for p in row.problems)
+    metadata = {}
+    if row.metadata:
+        try:
+            parsed = json.loads(row.metadata)
+            metadata = parsed if isinstance(parsed, dict) else {}
+        except json.JSONDecodeError:
+            pass  # already reported as a problem of the row
+    return ResultRow(
+        job_id=row.job_id, status="failed", error=problems, error_stage="validate", metadata=metadata,
+        run_id=run_id, finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def _not_yet_done(store: OutputStore, jobs, model) -> list:
+    table = read_results(store)
+    done = {
+        (r["job_id"], r["job_hash"])
+        for r in table.select(["job_id", "status", "job_hash"]).to_pylist()
+        if r["status"] == "succeeded"
+    }
+    return [j for j in jobs if (j.job_id, job_hash(j, model)) not in done]
+
+
+def _write_jobs_file(store: OutputStore, run_id: str, jobs) -> tuple[str, object]:
+    """The resolved jobs of this run, for Ray Data to read (and for people to audit)."""
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    table = pa.table({"job_id": [j.job_id for j in jobs], "job": [j.model_dump_json() for j in jobs]})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    name = f"_runs/{run_id}/jobs.parquet"
+    store.put(name, sink.getvalue().to_pybytes())
+    if store.is_local:
+        return store.path(name), None
+    return store.path(name), PyFileSystem(FSSpecHandler(store.fs))
+
+
+def _generate_on_ray(config: RunConfig, run_id: str, jobs_uri: str, filesystem, num_jobs: int, in_flight: int):
+    import ray
+    from ray.data import DataContext
+
+    from ltx_ray.batch.stage import build_dataset, configure_data_context
+    from ltx_ray.job.build import RunnerSpec
+
+    owns_ray = not ray.is_initialized()
+    if owns_ray:
+        # No --address means a fresh local Ray, even when `ray start` left a cluster here.
+        ray.init(address=config.address or "local", include_dashboard=False)
+    try:
+        configure_data_context(config.no_progress_timeout_s)
+        DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
+        worker = RunnerSpec(
+            model=config.model, out=config.out, device=config.device, dtype=config.dtype, run_id=run_id,
+            engine=config.engine, runner=config.runner,
+            offload=config.offload,
+            # On CPU a replica's torch may use its share of the node's cores, not just the
+            # one CPU it reserves for Ray's scheduler.
+            torch_threads=max(1, (os.cpu_count() or 1) // config.replicas) if config.device == "cpu" else None,
+        )
+        ds = build_dataset(
+            jobs_uri, filesystem, num_jobs, worker,
+            replicas=config.replicas, gpus_per_replica=config.gpus_per_replica, cpus_per_replica=config.cpus_per_replica,
+            resources_per_replica=config.resources_per_replica, tasks_in_flight=in_flight,
+        )
+        yield from ds.iter_rows()
+    finally:
+        if owns_ray:
+            ray.shutdown()

@@ -1,0 +1,11 @@
+"""The model: the only layer that imports torch, diffusers or peft.
+
+``types`` (Clip, JobInputs, the Engine protocol) is torch-free so the layers above can name
+them; ``ltx2`` loads an LTX-2 once and generates clips; ``stages`` denoises (one or two
+stages), ``segments`` chains long videos, ``lora`` applies per-row LoRAs, ``placement``
+spreads components over a replica's GPUs, ``weights`` finds the weights, ``tiny_model``
+makes the embedded default.
+
+Rule: imports schema, storage and errors; torch and diffusers are imported here and nowhere
+else (inside functions where a torch-free caller, such as the driver, reaches the module).
+"""

@@ -1,0 +1,288 @@
+"""Load an LTX-2 once and generate clips from Jobs: the facade over diffusers.
+
+This module and its siblings in ltx_ray/engine/ are the only ones that touch diffusers:
+- ltx2.py (this file): loading, choosing the pipeline for a task, the call arguments,
+  decoding;
+- stages.py: one- and two-stage denoising (x2 latent upsampler, distilled refinement,
+  tiled refinement for very large token counts);
+- lora.py: per-row LoRAs cached by URI and applied for one row only.
+
+One ``LTX2Engine`` holds one set of components. Every task's pipeline (text-to-video,
+image-to-video, condition, in-context) is a view over the same modules (``from_pipe``), so
+a worker serves every task without reloading weights. Long videos and extensions are
+chains of segments (engine/segments.py), each one call of ``generate_segment``.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ltx_ray.engine.placement import OffloadMode, Placement, plan_placement
+from ltx_ray.engine.segments import extend_clip, generate_long
+from ltx_ray.engine.types import Clip, JobInputs, latent_index, whole_latent_frames
+from ltx_ray.schema.job import Job
+from ltx_ray.schema.model import ModelDefaults
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# VAE tiling above 720p: a 1080p or 4K clip decoded in one piece needs tens of GiB.
+VAE_TILING_PIXELS = 1280 * 720
+
+
+class LTX2Engine:
+    """A loaded LTX-2 pipeline set on one device."""
+
+    def __init__(
+        self,
+        model_dir: str,
+        *,
+        device: str = "cpu",
+        dtype: str = "float32",
+        defaults: ModelDefaults,
+        offload: OffloadMode = "auto",
+        max_refine_tokens: int | None = None,
+    ):
+        from diffusers import LTX2ConditionPipeline, LTX2ImageToVideoPipeline, LTX2InContextPipeline, LTX2Pipeline
+        from diffusers.utils import logging as diffusers_logging
+
+        # Loading bars and per-module cast notices drown a batch log; errors still show.
+        from transformers.utils import logging as transformers_logging
+
+        from ltx_ray.engine.lora import LoraCache
+        from ltx_ray.engine.stages import MAX_REFINE_TOKENS, Stages
+
+        diffusers_logging.set_verbosity_error()
+        diffusers_logging.disable_progress_bar()
+        transformers_logging.disable_progress_bar()
+        self.device = torch.device(device)
+        self.dtype = DTYPES[dtype]
+        self.defaults = defaults
+        base = LTX2Pipeline.from_pretrained(model_dir, dtype=self.dtype)
+        self.placement = self._place(base, offload)
+        self._pipes = {
+            "t2v": base,
+            "i2v": LTX2ImageToVideoPipeline.from_pipe(base),
+            "condition": LTX2ConditionPipeline.from_pipe(base),
+            "control": LTX2InContextPipeline.from_pipe(base),
+        }
+        for pipe in self._pipes.values():
+            pipe.set_progress_bar_config(disable=True)
+        root = Path(model_dir)
+        self.loras = LoraCache(base)
+        distilled = root / "loras" / "distilled.safetensors"
+        self.stages = Stages(
+            base,
+            upsampler_dir=root / "latent_upsampler" if (root / "latent_upsampler").is_dir() else None,
+            distilled_lora=str(distilled) if distilled.exists() else None,
+            loras=self.loras,
+            dtype=self.dtype,
+            device=torch.device(self.placement.execution_device),
+            max_refine_tokens=max_refine_tokens or MAX_REFINE_TOKENS,
+        )
+
+    @property
+    def audio_sample_rate(self) -> int:
+        return int(self._pipes["t2v"].vocoder.config.output_sampling_rate)
+
+    def generate(self, job: Job, inputs: JobInputs, on_step: Callable[[int, int], None] | None = None) -> Clip:
+        """Run one job (one segment, or a chain of them). Raises on failure; the caller records it."""
+        if job.task == "extend":
+            return extend_clip(self.generate_segment, job, inputs, self.audio_sample_rate)
+        if job.num_frames > job.segment_frames:
+            return generate_long(self.generate_segment, job, inputs, self.audio_sample_rate)
+        return self.generate_segment(job, inputs, on_step)
+
+    def generate_segment(self, job: Job, inputs: JobInputs, on_step: Callable[[int, int], None] | None = None) -> Clip:
+        """One pass of the model (one or two stages) over ``job.num_frames`` frames."""
+        pipe, kwargs, adapters = self._task_call(job, inputs)
+        if on_step is not None:
+
+            def _callback(_pipe, step, _t, _tensors):
+                on_step(step + 1, job.steps)
+                return {}
+
+            kwargs["callback_on_step_end"] = _callback
+        given_audio = kwargs.get("audio_latents") is not None
+        with self._vae_tiling(job) as tiling, torch.inference_mode():
+            video_latents, audio_latents, info = self.stages.run(pipe, job, kwargs, adapters)
+            frames = self._decode_video(pipe, video_latents)
+            audio = None
+            if job.audio and given_audio:
+                audio = self._given_audio(job, inputs)  # a2v: the track itself, never the model's copy
+            elif job.audio:
+                audio = self._decode_audio(pipe, audio_latents)
+        del video_latents, audio_latents
+        self._free()
+        info.update(vae_tiling=tiling, loras=[{"uri": uri, "scale": scale} for uri, scale in adapters])
+        return Clip(
+            frames=frames,
+            fps=job.fps,
+            audio=audio,
+            sample_rate=self.audio_sample_rate if audio is not None else None,
+            info=info,
+        )
+
+    def _task_call(self, job: Job, inputs: JobInputs) -> tuple:
+        """The pipeline view, its keyword arguments and the LoRA adapters for one segment."""
+        from diffusers.pipelines.ltx2 import LTX2ReferenceCondition, LTX2VideoCondition
+
+        kwargs = dict(self.defaults.call_kwargs)
+        kwargs.update(
+            prompt=job.prompt,
+            negative_prompt=job.negative_prompt,
+            width=job.width,
+            height=job.height,
+            num_frames=job.num_frames,
+            frame_rate=job.fps,
+            num_inference_steps=job.steps,
+            guidance_scale=job.guidance_scale,
+            # Seeded on the CPU so a job gives the same noise on any device.
+            generator=torch.Generator("cpu").manual_seed(job.seed),
+        )
+        adapters = [(lora.uri, lora.scale) for lora in job.loras]
+        conditions = []
+        if inputs.prefix:
+            # A chained segment starts with the end of the previous one, held fixed.
+            conditions.append(LTX2VideoCondition(frames=whole_latent_frames(inputs.prefix), index=0, strength=1.0))
+        if job.task == "keyframes":
+            conditions += [
+                LTX2VideoCondition(frames=img, index=latent_index(frame), strength=strength)
+                for img, frame, strength in inputs.keyframes or []
+            ]
+        if job.task == "v2v":
+            frames = whole_latent_frames(inputs.video[: job.num_frames])
+            conditions.append(LTX2VideoCondition(frames=frames, index=0, strength=job.strength))
+        if job.task == "a2v" and inputs.audio is not None:
+            kwargs["audio_latents"] = self._encode_audio(job, inputs)
+        if job.task == "control":
+            kwargs["reference_conditions"] = [
+                LTX2ReferenceCondition(frames=whole_latent_frames(inputs.control[: job.num_frames]), strength=1.0)
+            ]
+            kwargs["reference_downscale_factor"] = self.loras.reference_downscale_factor(job.ic_lora)
+            adapters.insert(0, (job.ic_lora, 1.0))
+            if conditions:
+                kwargs["conditions"] = conditions
+            return self._pipes["control"], kwargs, adapters
+        if conditions:
+            kwargs["conditions"] = conditions
+            return self._pipes["condition"], kwargs, adapters
+        if job.task == "i2v" and inputs.image is not None:
+            kwargs["image"] = inputs.image
+            return self._pipes["i2v"], kwargs, adapters
+        return self._pipes["t2v"], kwargs, adapters
+
+    def _encode_audio(self, job: Job, inputs: JobInputs) -> torch.Tensor:
+        """a2v: the given track's audio-VAE latents ``[1, C, L, M]`` spanning the video exactly.
+
+        diffusers has no frozen-audio A2V (the official ``A2VidPipelineTwoStage`` keeps the
+        audio tokens clean at timestep 0 in every step). Here the encoded track enters through
+        the pipeline's public ``audio_latents`` input with ``noise_scale`` 0, so denoising
+        starts from the real audio rather than from noise; the model may still move those
+        latents during the steps, which is why the mp4 carries the given waveform itself
+        (``_given_audio``), never the model's decoded copy.
+        """
+        from ltx_ray.engine.audio import fit_length, log_mel
+
+        vae = self._pipes["t2v"].audio_vae
+        cfg = vae.config
+        seconds = job.num_frames / job.fps
+        wave = fit_length(inputs.audio, round(seconds * inputs.audio_rate))
+        mel = log_mel(
+            wave, inputs.audio_rate, sample_rate=cfg.sample_rate, hop_length=cfg.mel_hop_length,
+            mel_bins=cfg.mel_bins, channels=cfg.in_channels,
+        )
+        latents = vae.encode(mel.to(self.placement.execution_device, vae.dtype)).latent_dist.mode()
+        per_second = cfg.sample_rate / cfg.mel_hop_length / vae.temporal_compression_ratio
+        length = round(seconds * per_second)  # what the pipeline would have drawn as noise
+        if latents.shape[2] < length:
+            latents = torch.cat([latents, latents[:, :, -1:].expand(-1, -1, length - latents.shape[2], -1)], dim=2)
+        return latents[:, :, :length]
+
+    def _given_audio(self, job: Job, inputs: JobInputs) -> np.ndarray:
+        from ltx_ray.engine.audio import fit_length, resample, with_channels
+
+        # Same layout as the model's own audio (stereo for LTX-2), so every mp4 looks alike.
+        channels = int(getattr(self._pipes["t2v"].vocoder.config, "out_channels", 2))
+        wave = with_channels(resample(inputs.audio, inputs.audio_rate, self.audio_sample_rate), channels)
+        return fit_length(wave, round(job.num_frames / job.fps * self.audio_sample_rate))
+
+    def _place(self, pipe, offload: OffloadMode) -> Placement:
+        """Put the components where ``plan_placement`` says (all GPUs the replica was given)."""
+        modules = {n: m for n, m in pipe.components.items() if isinstance(m, torch.nn.Module)}
+        if self.device.type != "cuda":
+            pipe.to(self.device)
+            return Placement(
+                devices={n: str(self.device) for n in modules},
+                offload="none",
+                execution_device=str(self.device),
+                reason=f"single device {self.device}",
+            )
+        # Ray gives the actor its GPUs through CUDA_VISIBLE_DEVICES: use every visible one.
+        free = {f"cuda:{i}": torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())}
+        sizes = {n: sum(p.numel() * p.element_size() for p in m.parameters()) for n, m in modules.items()}
+        plan = plan_placement(sizes, free, offload=offload)
+        if plan.offload == "model":
+            pipe.enable_model_cpu_offload(device=plan.execution_device)
+        elif plan.offload == "group":
+            pipe.enable_group_offload(
+                onload_device=torch.device(plan.execution_device),
+                offload_device=torch.device("cpu"),
+                offload_type="block_level",
+                num_blocks_per_group=1,
+                use_stream=True,
+            )
+        else:
+            from accelerate.hooks import AlignDevicesHook, add_hook_to_module
+
+            split = len(set(plan.devices.values())) > 1
+            for name, module in modules.items():
+                module.to(plan.devices[name])
+                if split:
+                    # Inputs move to the component's card and outputs come back, so the
+                    # pipeline code runs unchanged across cards.
+                    add_hook_to_module(module, AlignDevicesHook(execution_device=plan.devices[name], io_same_device=True))
+        return plan
+
+    @contextmanager
+    def _vae_tiling(self, job: Job):
+        """Tiled VAE encode/decode for frames above 720p, for this job only."""
+        vae = self._pipes["t2v"].vae
+        on = job.width * job.height > VAE_TILING_PIXELS
+        if on:
+            vae.enable_tiling()
+        try:
+            yield on
+        finally:
+            if on:
+                vae.disable_tiling()
+
+    @staticmethod
+    def _decode_video(pipe, latents: torch.Tensor) -> np.ndarray:
+        """Decode denormalised video latents to uint8 frames.
+
+        Mirrors the decode branch of diffusers 0.42 ``LTX2Pipeline.__call__`` with its default
+        ``decode_timestep`` 0 (no decode noise).
+        """
+        timestep = None
+        if pipe.vae.config.timestep_conditioning:
+            timestep = torch.zeros(latents.shape[0], device=latents.device, dtype=latents.dtype)
+        video = pipe.vae.decode(latents.to(pipe.vae.dtype), timestep, return_dict=False)[0]
+        video = pipe.video_processor.postprocess_video(video, output_type="np")[0]
+        return (np.clip(video, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+    @staticmethod
+    def _decode_audio(pipe, audio_latents: torch.Tensor) -> np.ndarray:
+        """Audio VAE + vocoder, as the end of ``LTX2Pipeline.__call__``: float waveform [C, S]."""
+        mel = pipe.audio_vae.decode(audio_latents.to(pipe.audio_vae.dtype), return_dict=False)[0]
+        return pipe.vocoder(mel)[0].float().cpu().numpy()
+
+    def _free(self) -> None:
+        """Per-job tensors go now, not at the next job: long runs die of memory kept between jobs."""
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()

@@ -1,0 +1,156 @@
+"""Denoising in one or two stages (one of the three modules that touch diffusers).
+
+Two stages, as LTX-2's official two-stage pipelines and the diffusers examples do:
+  1. the task's pipeline at half width and height, ``output_type="latent"``;
+  2. ``LTX2LatentUpsamplePipeline`` doubles the latents' width and height (x2 spatial);
+  3. refinement at full size: ``latents=`` the upsampled latents, noised to the first
+     value of ``STAGE_2_DISTILLED_SIGMA_VALUES`` and denoised along that short distilled
+     schedule without guidance, with the distilled LoRA when the model folder has one.
+
+Very large outputs (a 10 s 4K clip is ~250k video tokens at stage 2) cannot be refined in
+one attention pass, so stage 2 then runs on overlapping spatial tiles of the latent, each
+no larger than ``max_refine_tokens``, and the refined tiles are blended back with linear
+ramps across the overlaps, as the official multi-GPU runners split stage 2. Time is not
+tiled here: a clip longer than one segment is already split in time (engine/segments.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+# Official multi-GPU runners cap one attention pass at 32,768 video tokens.
+MAX_REFINE_TOKENS = 32768
+TILE_OVERLAP = 2  # latent cells shared by neighbouring tiles (64 px at 32x compression)
+# Stage 2 is distilled: no classifier-free, spatio-temporal or modality guidance.
+NO_GUIDANCE = dict(
+    guidance_scale=1.0, stg_scale=0.0, modality_scale=1.0,
+    audio_guidance_scale=1.0, audio_stg_scale=0.0, audio_modality_scale=1.0,
+)
+# Inputs of the in-context (control) call that the plain refinement call does not take.
+_CONTROL_ONLY = ("reference_conditions", "reference_downscale_factor")
+
+
+class Stages:
+    """Runs a task's call in one stage or in two (upsample + distilled refinement)."""
+
+    def __init__(self, base, *, upsampler_dir: Path | None, distilled_lora: str | None, loras, dtype, device, max_refine_tokens: int):
+        self.base = base
+        self.upsampler_dir = upsampler_dir
+        self.distilled_lora = distilled_lora
+        self.loras = loras
+        self.dtype = dtype
+        self.device = device
+        self.max_refine_tokens = max_refine_tokens
+        self._upsample_pipe = None
+
+    def run(self, pipe, job, kwargs: dict, adapters: list[tuple[str, float]]):
+        """Video latents [B, C, F, H, W] and audio latents [B, C, L, M] (denormalised), and what was done."""
+        if not job.two_stage:
+            with self.loras.active(adapters):
+                out = pipe(output_type="latent", **kwargs)
+            return out.frames, out.audio, {"stages": 1}
+        with self.loras.active(adapters):
+            first = pipe(output_type="latent", **{**kwargs, "width": job.width // 2, "height": job.height // 2})
+        latents = self._upsample(first.frames)
+        # a2v refines against the given track again; otherwise stage 1's audio is refined too.
+        audio = kwargs["audio_latents"] if kwargs.get("audio_latents") is not None else first.audio
+        del first
+        refine_adapters = [a for a in adapters if a[0] != job.ic_lora]
+        if self.distilled_lora:
+            refine_adapters.append((self.distilled_lora, 1.0))
+        tokens = latents.shape[2] * latents.shape[3] * latents.shape[4]
+        with self.loras.active(refine_adapters):
+            if tokens <= self.max_refine_tokens:
+                # In-context reference tokens are a stage-1 matter (diffusers' IC pipeline docs).
+                refine_pipe = self.base if job.task == "control" else pipe
+                out = refine_pipe(output_type="latent", **self._refine_kwargs(kwargs, job, latents, audio))
+                return out.frames, out.audio, {"stages": 2, "refine_tiles": 1, "distilled_lora": bool(self.distilled_lora)}
+            video, tiles = self._refine_tiled(kwargs, job, latents, audio)
+        return video, audio, {"stages": 2, "refine_tiles": tiles, "distilled_lora": bool(self.distilled_lora)}
+
+    def _upsample(self, latents: torch.Tensor) -> torch.Tensor:
+        if self._upsample_pipe is None:
+            from diffusers import LTX2LatentUpsamplePipeline
+            from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel
+
+            if self.upsampler_dir is None:
+                raise RuntimeError(
+                    "two_stage needs a latent upsampler, and the model folder has no latent_upsampler/; "
+                    "add LTX-2's x2 spatial upsampler there or set two_stage false"
+                )
+            model = LTX2LatentUpsamplerModel.from_pretrained(self.upsampler_dir, torch_dtype=self.dtype).to(self.device)
+            self._upsample_pipe = LTX2LatentUpsamplePipeline(vae=self.base.vae, latent_upsampler=model)
+            self._upsample_pipe.set_progress_bar_config(disable=True)
+        return self._upsample_pipe(latents=latents, output_type="latent").frames
+
+    def _refine_kwargs(self, kwargs: dict, job, latents: torch.Tensor, audio: torch.Tensor, *, tile: bool = False) -> dict:
+        from diffusers.pipelines.ltx2.utils import STAGE_2_DISTILLED_SIGMA_VALUES
+
+        sigmas = list(STAGE_2_DISTILLED_SIGMA_VALUES)
+        out = {k: v for k, v in kwargs.items() if k not in _CONTROL_ONLY and k != "callback_on_step_end"}
+        if tile or job.task == "control":
+            # A tile is a crop: frame conditions cut to it would be wrong, and stage 1 has
+            # already placed them; the refinement starts from that structure.
+            out.pop("conditions", None)
+            out.pop("image", None)
+        out.update(NO_GUIDANCE)
+        out.update(
+            latents=latents,
+            audio_latents=audio,
+            width=latents.shape[4] * 32,
+            height=latents.shape[3] * 32,
+            sigmas=sigmas,
+            noise_scale=sigmas[0],
+            num_inference_steps=len(sigmas),
+            generator=torch.Generator("cpu").manual_seed(job.seed + 1),
+        )
+        return out
+
+    def _refine_tiled(self, kwargs: dict, job, latents: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Refine overlapping spatial tiles one at a time and blend them back.
+
+        Tile size: all latent frames by the largest (h, w) of the output's aspect with
+        frames x h x w <= max_refine_tokens. Each tile is refined as a small video of its own
+        (same prompt, same audio for cross-attention; the audio is not refined, it keeps the
+        stage-1 result). Weights ramp linearly over the ``TILE_OVERLAP`` cells a tile shares
+        with a neighbour, so seams cross-fade instead of cutting.
+        """
+        _, _, frames, height, width = latents.shape
+        budget = max(4, self.max_refine_tokens // frames)
+        th = max(1, min(height, int((budget * height / width) ** 0.5)))
+        tw = max(1, min(width, budget // th))
+        acc = torch.zeros_like(latents, dtype=torch.float32)
+        weight = torch.zeros((1, 1, 1, height, width), dtype=torch.float32, device=latents.device)
+        tiles = 0
+        for top in _starts(height, th, TILE_OVERLAP):
+            for left in _starts(width, tw, TILE_OVERLAP):
+                crop = latents[:, :, :, top : top + th, left : left + tw]
+                out = self.base(output_type="latent", **self._refine_kwargs(kwargs, job, crop, audio, tile=True)).frames
+                ramp = _ramp(th, top, height, latents.device)[:, None] * _ramp(tw, left, width, latents.device)[None, :]
+                acc[:, :, :, top : top + th, left : left + tw] += out.float() * ramp
+                weight[:, :, :, top : top + th, left : left + tw] += ramp
+                tiles += 1
+        return (acc / weight).to(latents.dtype), tiles
+
+
+def _starts(size: int, tile: int, overlap: int) -> list[int]:
+    """Tile origins covering ``size`` with at least ``overlap`` cells shared between neighbours."""
+    if tile >= size:
+        return [0]
+    stride = max(1, tile - overlap)
+    starts = list(range(0, size - tile, stride))
+    return starts + [size - tile]
+
+
+def _ramp(tile: int, start: int, size: int, device) -> torch.Tensor:
+    """1 inside the tile, rising linearly over the overlap on sides that have a neighbour."""
+    w = torch.ones(tile, device=device)
+    n = min(TILE_OVERLAP, tile // 2)
+    edge = torch.arange(1, n + 1, device=device, dtype=torch.float32) / (n + 1)
+    if start > 0 and n:
+        w[:n] = edge
+    if start + tile < size and n:
+        w[tile - n :] = edge.flip(0)
+    return w

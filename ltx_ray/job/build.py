@@ -1,0 +1,63 @@
+"""The one place an engine and a JobRunner are put together, for a Ray Data actor and a
+Serve replica alike, so the two cannot drift (offload, stand-ins, run ids)."""
+
+from __future__ import annotations
+
+import importlib
+
+from pydantic import BaseModel, Field
+
+from ltx_ray.engine.placement import OffloadMode
+
+
+class RunnerSpec(BaseModel):
+    """What a replica needs to build its engine, store and runner."""
+
+    model: str = Field(description="--model: 'tiny', a local folder, an object-store URI or a hub id")
+    out: str = Field(description="Output root the runner writes videos, sidecars and results rows to")
+    device: str = "cpu"
+    dtype: str = "float32"
+    run_id: str
+    torch_threads: int | None = None
+    offload: OffloadMode = "auto"
+    # "ltx2", or "module:callable" building another engine with the same generate()
+    # interface (called with model=ResolvedModel, device=str, dtype=str): the fault tests'
+    # and benchmarks' stand-ins.
+    engine: str = "ltx2"
+    # None, or "module:callable" building a stand-in for the whole JobRunner (called with
+    # config=RunnerSpec, node_id=str; returns an object whose run(job) gives a ResultRow).
+    # Scheduling benchmarks (bench/fleet.py, bench/capacity.py) run dozens of actors on a
+    # few cores: a stand-in engine would still import torch and mux an mp4 per job, which
+    # measures the benchmark machine instead of the schedule. The Ray Data plan is unchanged.
+    runner: str | None = None
+
+
+def build_runner(spec: RunnerSpec, node_id: str | None = None):
+    """Load the engine once and return the JobRunner (or the named stand-in) over it."""
+    if spec.runner:
+        return load_object(spec.runner)(config=spec, node_id=node_id)
+
+    from ltx_ray.engine.weights import resolve_model
+    from ltx_ray.job.runner import JobRunner
+    from ltx_ray.storage.store import OutputStore
+
+    if spec.torch_threads:
+        import torch
+
+        torch.set_num_threads(spec.torch_threads)
+    model = resolve_model(spec.model)
+    if spec.engine == "ltx2":
+        from ltx_ray.engine.ltx2 import LTX2Engine
+
+        engine = LTX2Engine(model.path, device=spec.device, dtype=spec.dtype, defaults=model.defaults, offload=spec.offload)
+    else:
+        engine = load_object(spec.engine)(model=model, device=spec.device, dtype=spec.dtype)
+    return JobRunner(
+        engine, OutputStore(spec.out), model, device=spec.device, dtype=spec.dtype, run_id=spec.run_id, node_id=node_id
+    )
+
+
+def load_object(spec: str):
+    """The object named by "module:attribute"."""
+    module, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module), attr)

@@ -1,1 +1,1 @@
-"""Benchmarks of ltx-ray (see README.md, "Benchmarks"); each script prints one JSON object last."""
+"""Benchmarks of ltx-ray (see docs/benchmarks.md); each script prints one JSON object last."""

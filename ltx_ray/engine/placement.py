@@ -77,3 +77,10 @@ def plan_placement(
         execution_device=devices[biggest],
         reason=f"all components fit on {', '.join(used)}",
     )
+
+
+def use_cpu_threads(count: int) -> None:
+    """A CPU replica's share of the node's cores for torch (not just the one CPU it reserves in Ray)."""
+    import torch
+
+    torch.set_num_threads(count)

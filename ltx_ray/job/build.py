@@ -7,7 +7,7 @@ import importlib
 
 from pydantic import BaseModel, Field
 
-from ltx_ray.engine.placement import OffloadMode
+from ltx_ray.engine.placement import OffloadMode, use_cpu_threads
 
 
 class RunnerSpec(BaseModel):
@@ -42,9 +42,7 @@ def build_runner(spec: RunnerSpec, node_id: str | None = None):
     from ltx_ray.storage.store import OutputStore
 
     if spec.torch_threads:
-        import torch
-
-        torch.set_num_threads(spec.torch_threads)
+        use_cpu_threads(spec.torch_threads)
     model = resolve_model(spec.model)
     if spec.engine == "ltx2":
         from ltx_ray.engine.ltx2 import LTX2Engine

@@ -1,4 +1,4 @@
-"""Ray Serve endpoint speaking the OpenAI-style /v1/videos API (see README "Serve").
+"""Ray Serve endpoint speaking the OpenAI-style /v1/videos API (see docs/serve.md).
 
 protocol (wire models) -> routes (FastAPI, thin) -> service (queue, dispatch, recovery)
 -> jobs (the store) <- worker (JobRunner on a loaded engine) ; intake maps requests onto

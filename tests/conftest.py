@@ -1,4 +1,15 @@
-"""Shared fixtures: one tiny model and one local Ray per test session (starting Ray costs seconds)."""
+"""Shared fixtures (one tiny model and one local Ray per test session: starting Ray costs
+seconds) and the test tiers.
+
+Every test is in exactly one tier, so each can run alone:
+- ``unit``: no Ray, no model; the fast loop (``pytest -m unit``).
+- ``e2e``: real Ray and/or the tiny model, or an ``ltx-ray`` process doing so. A test is e2e
+  when it asks for one of ``E2E_FIXTURES`` or is marked ``@pytest.mark.e2e`` (a module that
+  starts its own Ray or subprocess runs says so with ``pytestmark``).
+- ``gpu``: needs CUDA; skipped without it.
+A test that starts Ray or an ``ltx-ray run`` without those fixtures must carry the mark;
+the unit tier's measured time (README, Development) shows when one slipped through.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +23,25 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 
 
-def pytest_collection_modifyitems(config, items):
-    import torch
+E2E_FIXTURES = {"ray_local", "tiny_model", "engine"}
 
-    if not torch.cuda.is_available():
-        skip = pytest.mark.skip(reason="needs a CUDA device")
-        for item in items:
-            if "gpu" in item.keywords:
-                item.add_marker(skip)
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by these marks
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "gpu" in item.keywords:
+            continue
+        if "e2e" in item.keywords or E2E_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.e2e)
+        else:
+            item.add_marker(pytest.mark.unit)
+    gpu_items = [item for item in items if "gpu" in item.keywords]
+    if gpu_items:
+        import torch
+
+        if not torch.cuda.is_available():
+            for item in gpu_items:
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
 
 
 @pytest.fixture(scope="session", autouse=True)

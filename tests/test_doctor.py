@@ -35,6 +35,7 @@ def test_doctor_passes_on_the_locked_install_and_prints_one_line_per_check(tiny_
     assert lines[-1] == "all checks passed"
 
 
+@pytest.mark.e2e  # a doctor process loading torch, diffusers and Ray
 def test_doctor_json_is_machine_readable_and_says_which_check_failed(tmp_path):
     done = doctor("--json", "--model", str(tmp_path / "no-such-model"))
     assert done.returncode == 1  # a report, not a run: never run's fatal 2
@@ -63,6 +64,7 @@ def _broken_torchaudio(root: Path) -> Path:
     return root
 
 
+@pytest.mark.e2e  # a doctor process loading torch, diffusers and Ray
 def test_doctor_fails_naming_torchaudio_when_its_native_library_does_not_load(tmp_path):
     shadow = _broken_torchaudio(tmp_path)
     done = doctor("--json", env={"PYTHONPATH": os.pathsep.join([str(shadow), str(REPO)])})
@@ -76,6 +78,7 @@ def test_doctor_fails_naming_torchaudio_when_its_native_library_does_not_load(tm
     assert checks["torch"]["ok"] and checks["pyav encoders"]["ok"] and checks["packages"]["ok"]
 
 
+@pytest.mark.e2e  # a doctor process loading torch, diffusers and Ray
 def test_doctor_fails_when_an_installed_version_differs_from_the_lock(tmp_path):
     lock = (REPO / "requirements.lock").read_text().replace("\npyyaml==", "\npyyaml==0.0.1\n# was pyyaml==")
     (tmp_path / "requirements.lock").write_text(lock)
@@ -132,6 +135,7 @@ def test_ray_check_reports_the_live_cluster_and_its_gpus(ray_local):
     assert "1 live node(s), 2 GPU(s)" in result.detail  # the session cluster's two fake GPUs
 
 
+@pytest.mark.e2e  # a doctor process loading torch, diffusers and Ray
 def test_ray_check_on_a_dead_address_says_so_quickly():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -142,6 +146,7 @@ def test_ray_check_on_a_dead_address_says_so_quickly():
     assert time.monotonic() - start < 30
 
 
+@pytest.mark.e2e  # a doctor process loading torch, diffusers and Ray
 def test_ray_check_on_an_address_that_accepts_but_never_answers_gives_up_within_30_s():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import signal
@@ -14,6 +16,9 @@ import pyarrow.parquet as pq
 from ltx_ray.batch.run import RunConfig, run
 from ltx_ray.storage.manifest import write_manifest
 from tests.conftest import REPO
+
+# Every test here runs `ltx-ray run` in a subprocess with its own Ray and kills part of it.
+pytestmark = pytest.mark.e2e
 
 SMALL = {"width": 256, "height": 160, "num_frames": 17}
 

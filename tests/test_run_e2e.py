@@ -16,6 +16,9 @@ from ltx_ray.storage.manifest import write_manifest
 from ltx_ray.storage.mux import decode_frames, probe
 from tests.conftest import REPO
 
+# Runs through Ray with the tiny model, some as `ltx-ray` subprocesses with their own Ray.
+pytestmark = pytest.mark.e2e
+
 SMALL = {"width": 256, "height": 160, "num_frames": 17}
 
 

@@ -24,7 +24,7 @@ from PIL import Image
 from ltx_ray.serve.config import ServeArgs
 from ltx_ray.storage.mux import probe
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 APP = "ltx-ray-test"
 KEY = "test-key-7f3a"

@@ -34,6 +34,9 @@ from ltx_ray.commands.submit import run_argv
 from ltx_ray.storage.manifest import write_manifest
 from tests.conftest import REPO
 
+# A real two-node Ray cluster (`ray start`), and submissions against it.
+pytestmark = pytest.mark.e2e
+
 SMALL = {"width": 128, "height": 96, "num_frames": 9}
 BIN = Path(sys.executable).parent
 
@@ -138,7 +141,7 @@ def results(out: Path) -> dict[str, dict]:
     return {r["job_id"]: r for r in pq.read_table(out / "results").to_pylist()}
 
 
-@pytest.mark.slow  # ~1-1.5 min each on a 2-core machine: a real two-node cluster
+@pytest.mark.e2e  # ~1-1.5 min each on a 2-core machine: a real two-node cluster
 def test_run_against_a_two_node_cluster_spreads_rows_over_both_nodes(cluster):
     tmp = cluster["tmp"]
     rows = [{"job_id": f"r{i}", "prompt": f"product {i}", **SMALL} for i in range(4)]
@@ -152,7 +155,7 @@ def test_run_against_a_two_node_cluster_spreads_rows_over_both_nodes(cluster):
     assert len({r["node_id"] for r in got.values() if r["error_stage"] != "validate"}) == 2
 
 
-@pytest.mark.slow  # ~1-1.5 min each on a 2-core machine: a real two-node cluster
+@pytest.mark.e2e  # ~1-1.5 min each on a 2-core machine: a real two-node cluster
 def test_submit_runs_the_job_on_the_cluster_and_a_second_submit_attaches_instead_of_rerunning(cluster):
     tmp = cluster["tmp"]
     write_manifest([{"job_id": f"s{i}", "prompt": f"item {i}", **SMALL} for i in range(4)], str(tmp / "submit.parquet"))
@@ -177,7 +180,7 @@ def test_submit_runs_the_job_on_the_cluster_and_a_second_submit_attaches_instead
     assert results(out) == got  # nothing was generated again
 
 
-@pytest.mark.slow  # ~1-1.5 min each on a 2-core machine: a real two-node cluster
+@pytest.mark.e2e  # ~1-1.5 min each on a 2-core machine: a real two-node cluster
 def test_submit_waits_and_exits_1_when_rows_failed(cluster):
     tmp = cluster["tmp"]
     write_manifest([{"job_id": "only-bad", "prompt": "p", "image_uri": str(tmp / "nope.png"), **SMALL}], str(tmp / "bad.parquet"))

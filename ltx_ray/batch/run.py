@@ -26,23 +26,24 @@ from ltx_ray.storage.store import OutputStore
 class RunConfig(BaseModel):
     """Everything a run needs; the CLI and recipes build one of these."""
 
-    manifests: list[str] = Field(min_length=1, description="Parquet files, folders, globs or URIs")
-    out: str = Field(description="Output folder or URI")
-    model: str = Field(default="tiny", description="'tiny', a local folder, an object-store URI or a hub id")
-    device: str = Field(default="cpu", description="cpu, cuda, ...")
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    address: str | None = Field(default=None, description="Ray cluster address; None starts a local Ray")
-    replicas: int = Field(default=1, ge=1, description="Generation actors, started all at once")
-    gpus_per_replica: float = Field(default=0, ge=0)
-    cpus_per_replica: float = Field(default=1, gt=0)
+    manifests: list[str] = Field(min_length=1, description="Parquet manifests: files, folders, globs or URIs")
+    out: str = Field(description="output folder or URI (s3://, gs://, ...)")
+    model: str = Field(default="tiny", description="'tiny' (default, random weights), a local folder, a URI or a hub id")
+    device: str = Field(default="cpu", description="torch device of each replica (cpu, cuda)")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(default="float32", description="weights and compute dtype")
+    address: str | None = Field(default=None, description="Ray cluster address (default: start a local Ray)")
+    replicas: int = Field(default=1, ge=1, description="generation actors, started all at once")
+    gpus_per_replica: float = Field(default=0, ge=0, description="GPUs each replica owns (its components are placed over them)")
+    cpus_per_replica: float = Field(default=1, gt=0, description="CPUs each replica reserves in Ray's scheduler")
     offload: Literal["auto", "none", "model", "group"] = Field(
-        default="auto", description="none: fail if the model does not fit; model / group: CPU offload; auto: as needed"
+        default="auto", description="none: the model must fit the replica's GPUs; model / group: CPU offloading for "
+        "small cards; auto: as needed"
     )
-    force: bool = Field(default=False, description="Regenerate jobs that already succeeded")
-    run_id: str | None = None
+    force: bool = Field(default=False, description="regenerate jobs that already succeeded")
+    run_id: str | None = Field(default=None, description="names the run (_runs/<run_id>/); default UTC time + random suffix")
     no_progress_timeout_s: float = Field(default=3 * 3600, description="fail a run that finishes no job for this long")
     engine: str = Field(default="ltx2", description="'ltx2' or 'module:callable' of a stand-in engine (benchmarks)")
-    gpu_hour_usd: float | None = Field(default=None, ge=0, description="Price of a GPU-hour, for the cost in the run report")
+    gpu_hour_usd: float | None = Field(default=None, ge=0, description="price of a GPU-hour, for the cost in the run report")
     runner: str | None = Field(default=None, description="'module:callable' of a stand-in job runner (scheduling benchmarks)")
     tasks_in_flight_per_replica: int | None = Field(
         default=None, ge=1, le=4,

@@ -4,36 +4,29 @@ from __future__ import annotations
 
 import argparse
 
+# The RunConfig fields every command that starts a run (run, submit, nightly) takes as flags.
+RUN_FLAGS = ["out", "model", "device", "dtype", "address", "replicas", "gpus_per_replica", "cpus_per_replica", "offload",
+             "force", "run_id", "gpu_hour_usd"]
+
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
-    """Options shared by every command that starts a run (run, submit, nightly)."""
-    p.add_argument("--out", required=True, help="output folder or URI (s3://, gs://, ...)")
-    p.add_argument("--model", default="tiny", help="'tiny' (default, random weights), a local folder, a URI or a hub id")
-    p.add_argument("--device", default="cpu", help="torch device of each replica (cpu, cuda)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
-    p.add_argument("--replicas", type=int, default=1, help="generation actors, started all at once")
-    p.add_argument("--gpus-per-replica", type=float, default=None, help="default 1 on cuda, 0 on cpu")
-    p.add_argument("--cpus-per-replica", type=float, default=1)
-    p.add_argument("--offload", default="auto", choices=["auto", "none", "model", "group"],
-                   help="none: the model must fit the replica's GPUs; model / group: CPU offloading for small cards")
-    p.add_argument("--force", action="store_true", help="regenerate jobs that already succeeded")
-    p.add_argument("--run-id", default=None)
-    p.add_argument("--gpu-hour-usd", type=float, default=None, help="price of a GPU-hour, for the cost in the run report")
+    """Options shared by every command that starts a run, read from RunConfig's fields."""
+    from ltx_ray.batch.run import RunConfig
+    from ltx_ray.commands.flags import add_model_flags
+
+    # --gpus-per-replica: unset means 1 on cuda, 0 on cpu, decided once --device is known.
+    add_model_flags(p, RunConfig, RUN_FLAGS, gpus_per_replica={"default": None, "help": "GPUs each replica owns; "
+                                                                 "default 1 on cuda, 0 on cpu"})
 
 
 def run_config_from_args(args, manifests: list[str]):
     from ltx_ray.batch.run import RunConfig
+    from ltx_ray.commands.flags import flag_values
 
-    gpus = args.gpus_per_replica
-    if gpus is None:
-        gpus = 1 if args.device.startswith("cuda") else 0
-    return RunConfig(
-        manifests=manifests, out=args.out, model=args.model, device=args.device, dtype=args.dtype,
-        address=args.address, replicas=args.replicas, gpus_per_replica=gpus,
-        cpus_per_replica=args.cpus_per_replica, offload=args.offload, force=args.force, run_id=args.run_id,
-        gpu_hour_usd=args.gpu_hour_usd,
-    )
+    values = flag_values(args, RUN_FLAGS)
+    if values["gpus_per_replica"] is None:
+        values["gpus_per_replica"] = 1 if args.device.startswith("cuda") else 0
+    return RunConfig(manifests=manifests, **values)
 
 
 def add_parser(sub) -> str:

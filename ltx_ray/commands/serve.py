@@ -4,38 +4,36 @@ from __future__ import annotations
 
 import time
 
+# The ServeArgs fields `ltx-ray serve` takes as flags (the others come from a Serve config).
+SERVE_FLAGS = ["model", "store", "replicas", "gpus_per_replica", "cpus_per_replica", "device", "dtype", "offload",
+               "allow_remote_urls", "max_pending_jobs"]
+
 
 def add_parser(sub) -> str:
+    from ltx_ray.commands.flags import add_model_flags
+    from ltx_ray.serve.config import ServeArgs
+
     p = sub.add_parser("serve", help="serve the OpenAI-style /v1/videos API on Ray Serve")
-    p.add_argument("--model", default="tiny", help="'tiny' (default, random weights), a local folder, a URI or a hub id")
-    p.add_argument("--store", required=True, help="folder or URI for job records, uploads and outputs (kept across restarts)")
-    p.add_argument("--replicas", type=int, default=1, help="generator replicas, one job at a time each")
-    p.add_argument("--gpus-per-replica", type=float, default=None, help="default 1 on cuda, 0 on cpu")
-    p.add_argument("--cpus-per-replica", type=float, default=1)
-    p.add_argument("--device", default="cpu", help="torch device of each replica (cpu, cuda)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    # --gpus-per-replica: unset means 1 on cuda, 0 on cpu, decided once --device is known.
+    add_model_flags(p, ServeArgs, SERVE_FLAGS, gpus_per_replica={"default": None, "help": "GPUs reserved by each "
+                                                                  "generator replica; default 1 on cuda, 0 on cpu"})
+    # Flags of the command itself, or spelled for a command line (one --api-key per key).
     p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (0.0.0.0 to listen on every interface)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
     p.add_argument("--api-key", action="append", default=[], help="accepted bearer token (repeatable)")
     p.add_argument("--api-key-file", default=None, help="file with one accepted key per line")
-    p.add_argument("--allow-remote-urls", action="store_true", help="fetch public http(s) image URLs named in requests")
-    p.add_argument("--max-pending-jobs", type=int, default=64, help="queued + running jobs before POST answers 429")
     return "serve"
 
 
 def serve_args_from_cli(args):
+    from ltx_ray.commands.flags import flag_values
     from ltx_ray.serve.config import ServeArgs
 
-    gpus = args.gpus_per_replica
-    if gpus is None:
-        gpus = 1 if args.device.startswith("cuda") else 0
-    return ServeArgs(
-        store=args.store, model=args.model, device=args.device, dtype=args.dtype, replicas=args.replicas,
-        gpus_per_replica=gpus, cpus_per_replica=args.cpus_per_replica, api_keys=args.api_key,
-        api_keys_file=args.api_key_file, allow_remote_urls=args.allow_remote_urls,
-        max_pending_jobs=args.max_pending_jobs,
-    )
+    values = flag_values(args, SERVE_FLAGS)
+    if values["gpus_per_replica"] is None:
+        values["gpus_per_replica"] = 1 if args.device.startswith("cuda") else 0
+    return ServeArgs(**values, api_keys=args.api_key, api_keys_file=args.api_key_file)
 
 
 def main(args) -> int:

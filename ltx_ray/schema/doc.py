@@ -1,20 +1,10 @@
-"""Render manifests/SCHEMA.md from the pydantic schema, so the doc cannot drift."""
+"""Render manifests/SCHEMA.md from the pydantic schema (types from ltx_ray.schema.columns), so the doc cannot drift."""
 
 from __future__ import annotations
 
+from ltx_ray.schema.columns import columns
 from ltx_ray.schema.fields import PRESETS, SCHEMA_VERSION, Keyframe, Lora
 from ltx_ray.schema.manifest import ManifestRow
-
-_TYPES = {
-    "job_id": "string", "prompt": "string", "task": "string", "negative_prompt": "string", "image_uri": "string",
-    "keyframes": "list<struct<uri: string, frame: int64, strength: double>>", "video_uri": "string",
-    "strength": "double", "audio_uri": "string", "control": "string", "control_uri": "string", "ic_lora": "string",
-    "loras": "list<struct<uri: string, scale: double>>", "preset": "string", "two_stage": "bool",
-    "segment_frames": "int64", "width": "int64", "height": "int64",
-    "num_frames": "int64", "seconds": "double", "fps": "double", "seed": "int64", "steps": "int64",
-    "guidance_scale": "double", "audio": "bool", "metadata": "string (JSON object)",
-    "qc": "string (JSON object)",
-}
 
 
 def render_schema_doc() -> str:
@@ -31,8 +21,8 @@ def render_schema_doc() -> str:
         "| column | Parquet type | description |",
         "|---|---|---|",
     ]
-    for name, field in ManifestRow.model_fields.items():
-        lines.append(f"| `{name}` | {_TYPES[name]} | {field.description} |")
+    for column in columns(ManifestRow):
+        lines.append(f"| `{column.name}` | {column.type} | {column.description} |")
     lines += ["", "## keyframes items", "", "| field | description |", "|---|---|"]
     for name, field in Keyframe.model_fields.items():
         lines.append(f"| `{name}` | {field.description} |")

@@ -163,6 +163,7 @@ class ManifestRow(BaseModel):
     )
     metadata: str | None = Field(
         default=None,
+        json_schema_extra={"column": "json"},
         description="A JSON object (as a string) passed through to the sidecar and the results (SKU, campaign, ...).",
     )
     qc: QCConfig | None = Field(

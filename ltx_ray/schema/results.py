@@ -13,13 +13,30 @@ if TYPE_CHECKING:
     from ltx_ray.schema.model import ResolvedModel
 
 
+# Where a failed job stopped, in the order a job meets them: the driver's checks, then the
+# stages of ltx_ray.job.runner.JobRunner.run.
+ERROR_STAGES = {
+    "validate": "the manifest row is invalid (the driver's check; nothing was generated)",
+    "recipe": "a recipe could not turn the product row into a job",
+    "fetch_inputs": "an input (image, video, audio, LoRA) could not be read or decoded",
+    "generate": "the model failed (out of memory, a bad LoRA, ...)",
+    "mux": "the mp4, thumbnail or preview could not be written",
+    "qc": "every attempt failed a quality check (the last video is kept under rejected/)",
+    "upload": "the outputs could not be written to --out",
+    "write_metadata": "the JSON sidecar could not be written",
+}
+ErrorStage = Literal[tuple(ERROR_STAGES)]  # type: ignore[valid-type]
+
+
 class ResultRow(BaseModel):
     """One job's outcome, as it appears in the results table."""
 
     job_id: str
     status: Literal["succeeded", "failed"]
     error: str | None = Field(default=None, description="What went wrong, naming the field, value and fix")
-    error_stage: str | None = Field(default=None, description="validate, fetch_inputs, generate, mux, upload")
+    error_stage: ErrorStage | None = Field(
+        default=None, description="Where a failed job stopped: " + "; ".join(f"`{k}`: {v}" for k, v in ERROR_STAGES.items())
+    )
     task: str | None = None
     video_uri: str | None = None
     sidecar_uri: str | None = None

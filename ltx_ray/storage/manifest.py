@@ -18,44 +18,19 @@ import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from ltx_ray.errors import ManifestError
+from ltx_ray.schema.columns import columns
 from ltx_ray.schema.fields import JOB_ID_PATTERN
 from ltx_ray.schema.job import Job
 from ltx_ray.schema.manifest import ManifestRow
 from ltx_ray.schema.model import ModelDefaults
 from ltx_ray.schema.problems import RowProblem, problems_from_validation_error
+from ltx_ray.storage.arrow import arrow_type
 
 PASSTHROUGH_PREFIX = "x_"
 
 
-MANIFEST_ARROW_TYPES = {
-    "job_id": pa.string(),
-    "prompt": pa.string(),
-    "task": pa.string(),
-    "negative_prompt": pa.string(),
-    "image_uri": pa.string(),
-    "keyframes": pa.list_(pa.struct([("uri", pa.string()), ("frame", pa.int64()), ("strength", pa.float64())])),
-    "video_uri": pa.string(),
-    "strength": pa.float64(),
-    "audio_uri": pa.string(),
-    "control": pa.string(),
-    "control_uri": pa.string(),
-    "ic_lora": pa.string(),
-    "loras": pa.list_(pa.struct([("uri", pa.string()), ("scale", pa.float64())])),
-    "preset": pa.string(),
-    "two_stage": pa.bool_(),
-    "segment_frames": pa.int64(),
-    "width": pa.int64(),
-    "height": pa.int64(),
-    "num_frames": pa.int64(),
-    "seconds": pa.float64(),
-    "fps": pa.float64(),
-    "seed": pa.int64(),
-    "steps": pa.int64(),
-    "guidance_scale": pa.float64(),
-    "audio": pa.bool_(),
-    "metadata": pa.string(),
-    "qc": pa.string(),
-}
+# Each column's Parquet type, derived from its ManifestRow field (ltx_ray.schema.columns).
+MANIFEST_ARROW_TYPES = {c.name: arrow_type(c.type) for c in columns(ManifestRow)}
 
 
 def manifest_table(rows: list[dict]) -> pa.Table:

@@ -11,42 +11,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ltx_ray.schema.results import ResultRow
+from ltx_ray.storage.arrow import arrow_schema
 from ltx_ray.storage.store import OutputStore
 
 RESULTS_DIR = "results"
 
-ARROW_SCHEMA = pa.schema(
-    [
-        ("job_id", pa.string()),
-        ("status", pa.string()),
-        ("error", pa.string()),
-        ("error_stage", pa.string()),
-        ("task", pa.string()),
-        ("video_uri", pa.string()),
-        ("sidecar_uri", pa.string()),
-        ("thumbnail_uri", pa.string()),
-        ("sha256", pa.string()),
-        ("bytes", pa.int64()),
-        ("width", pa.int64()),
-        ("height", pa.int64()),
-        ("num_frames", pa.int64()),
-        ("fps", pa.float64()),
-        ("duration_s", pa.float64()),
-        ("audio_sample_rate", pa.int64()),
-        ("seed", pa.int64()),
-        ("model", pa.string()),
-        ("timings", pa.map_(pa.string(), pa.float64())),
-        ("metadata", pa.string()),
-        ("passthrough", pa.string()),
-        ("qc", pa.string()),
-        ("attempts", pa.int64()),
-        ("job_hash", pa.string()),
-        ("node_id", pa.string()),
-        ("worker", pa.string()),
-        ("run_id", pa.string()),
-        ("finished_at", pa.string()),
-    ]
-)
+# One column per ResultRow field, in its order (ltx_ray.schema.columns).
+ARROW_SCHEMA = arrow_schema(ResultRow)
 
 
 def result_name(key: str) -> str:

@@ -1,0 +1,50 @@
+"""Command-line flags read from the pydantic models they fill, so a flag cannot drift from
+its field: the name (``gpus_per_replica`` -> ``--gpus-per-replica``), the default, the
+choices of a ``Literal``, the type and the help text (the field's description)."""
+
+from __future__ import annotations
+
+import argparse
+import types
+import typing
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+
+def add_model_flags(parser: argparse.ArgumentParser, model: type[BaseModel], names: list[str],
+                    **overrides: dict[str, Any]) -> None:
+    """One ``--flag`` per field in ``names``; ``overrides[name]`` replaces argparse keywords
+    where the command line differs on purpose (a default computed later, say)."""
+    for name in names:
+        field = model.model_fields[name]
+        kind = _plain(field.annotation)
+        kwargs: dict[str, Any] = {"dest": name, "help": (field.description or "").replace("%", "%%")}
+        if field.default is PydanticUndefined and field.default_factory is None:
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = field.get_default(call_default_factory=True)
+        if kind is bool and kwargs.get("default") is False:
+            kwargs["action"] = "store_true"
+        elif typing.get_origin(kind) is Literal:
+            kwargs["choices"] = list(typing.get_args(kind))
+        elif kind in (int, float):
+            kwargs["type"] = kind
+        elif kind is not str:
+            raise TypeError(f"{model.__name__}.{name}: no command-line form for {field.annotation!r}")
+        kwargs.update(overrides.get(name, {}))
+        parser.add_argument("--" + name.replace("_", "-"), **kwargs)
+
+
+def flag_values(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in names}
+
+
+def _plain(annotation: Any) -> Any:
+    """``X | None`` -> X."""
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation

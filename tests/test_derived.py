@@ -1,0 +1,123 @@
+"""Each column and flag is declared once, on its pydantic model; the Parquet types,
+manifests/SCHEMA.md, the results schema and the CLI flags are read from there."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from pydantic import BaseModel, Field
+
+from ltx_ray.batch.run import RunConfig
+from ltx_ray.cli import build_parser
+from ltx_ray.commands.flags import add_model_flags
+from ltx_ray.commands.run import RUN_FLAGS
+from ltx_ray.commands.serve import SERVE_FLAGS
+from ltx_ray.schema.columns import columns
+from ltx_ray.schema.manifest import ManifestRow
+from ltx_ray.schema.results import ERROR_STAGES, ResultRow
+from ltx_ray.serve.config import ServeArgs
+from ltx_ray.storage.arrow import arrow_schema
+from ltx_ray.storage.manifest import MANIFEST_ARROW_TYPES
+from ltx_ray.storage.results import ARROW_SCHEMA
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def schema_doc_types() -> dict[str, str]:
+    rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \|", (REPO / "manifests" / "SCHEMA.md").read_text(), re.M)
+    table = {}
+    for name, kind in rows:
+        table.setdefault(name, kind.strip())  # the first table is the columns; nested tables come later
+    return table
+
+
+def test_every_manifest_field_has_a_parquet_type_and_a_schema_doc_row_and_nothing_else_does():
+    fields = list(ManifestRow.model_fields)
+    assert list(MANIFEST_ARROW_TYPES) == fields
+    doc = schema_doc_types()
+    assert set(fields) <= set(doc)
+    assert {c.name: c.type for c in columns(ManifestRow)} == {f: doc[f] for f in fields}
+
+
+def test_nested_and_json_columns_get_the_types_parquet_writers_use():
+    assert MANIFEST_ARROW_TYPES["keyframes"] == pa.list_(
+        pa.struct([("uri", pa.string()), ("frame", pa.int64()), ("strength", pa.float64())])
+    )
+    assert MANIFEST_ARROW_TYPES["loras"] == pa.list_(pa.struct([("uri", pa.string()), ("scale", pa.float64())]))
+    assert MANIFEST_ARROW_TYPES["qc"] == pa.string() and MANIFEST_ARROW_TYPES["metadata"] == pa.string()
+    assert MANIFEST_ARROW_TYPES["seed"] == pa.int64() and MANIFEST_ARROW_TYPES["two_stage"] == pa.bool_()
+    assert schema_doc_types()["qc"] == "string (JSON object)"
+
+
+def test_the_results_schema_is_resultrow_in_order():
+    assert ARROW_SCHEMA.names == list(ResultRow.model_fields)
+    assert ARROW_SCHEMA.field("timings").type == pa.map_(pa.string(), pa.float64())
+    assert ARROW_SCHEMA.field("bytes").type == pa.int64() and ARROW_SCHEMA.field("qc").type == pa.string()
+
+
+def test_a_field_added_to_a_model_becomes_a_column_without_touching_another_table():
+    class Wider(ResultRow):
+        shots: list[int] | None = Field(default=None, description="cut points")
+
+    schema = arrow_schema(Wider)
+    assert schema.names[-1] == "shots" and schema.field("shots").type == pa.list_(pa.int64())
+    assert columns(Wider)[-1].description == "cut points"
+
+
+def test_every_error_stage_the_code_writes_is_declared_and_an_unknown_one_is_refused():
+    runner = (REPO / "ltx_ray" / "job" / "runner.py").read_text()
+    written = set(re.findall(r'ledger\.timed\("(\w+)"\)', runner))
+    for path in (REPO / "ltx_ray").rglob("*.py"):
+        written |= set(re.findall(r'error_stage="(\w+)"', path.read_text()))
+    assert written >= {"validate", "recipe", "fetch_inputs", "generate", "mux", "qc", "upload", "write_metadata"}
+    assert written <= set(ERROR_STAGES)
+    for stage in ERROR_STAGES:
+        assert ResultRow(job_id="a", status="failed", error_stage=stage).error_stage == stage
+        assert f"`{stage}`" in ResultRow.model_fields["error_stage"].description
+    with pytest.raises(ValueError, match="error_stage"):
+        ResultRow(job_id="a", status="failed", error_stage="encode")
+
+
+def _help(command: str) -> str:
+    parser, _ = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    return "".join(sub.format_help().split())  # argparse wraps lines, also at hyphens
+
+
+@pytest.mark.parametrize("command, model, names", [("run", RunConfig, RUN_FLAGS), ("submit", RunConfig, RUN_FLAGS),
+                                                   ("nightly", RunConfig, RUN_FLAGS), ("serve", ServeArgs, SERVE_FLAGS)])
+def test_each_flag_shows_its_fields_description(command, model, names):
+    text = _help(command)
+    for name in names:
+        assert f"--{name.replace('_', '-')}" in text
+        # --gpus-per-replica's help says how its unset default is decided; submit's --address
+        # is the job server's, not the run's.
+        if name != "gpus_per_replica" and not (command == "submit" and name == "address"):
+            assert "".join(model.model_fields[name].description.split()) in text, name
+
+
+def test_flags_take_the_fields_defaults_choices_and_types():
+    class Knobs(BaseModel):
+        size: int = Field(default=3, description="how many")
+        mode: str = Field(default="fast", description="which")
+        kind: str | None = None
+        loud: bool = Field(default=False, description="say more")
+        needed: str = Field(description="must be given")
+
+    from typing import Literal
+
+    class More(Knobs):
+        level: Literal["a", "b"] = Field(default="a", description="the level")
+
+    p = argparse.ArgumentParser()
+    add_model_flags(p, More, ["size", "mode", "loud", "needed", "level"])
+    args = p.parse_args(["--needed", "x", "--size", "5", "--loud"])
+    assert (args.size, args.mode, args.loud, args.needed, args.level) == (5, "fast", True, "x", "a")
+    with pytest.raises(SystemExit):
+        p.parse_args(["--needed", "x", "--level", "c"])
+    with pytest.raises(SystemExit):
+        p.parse_args([])  # --needed is required, as the field has no default

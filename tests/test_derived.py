@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
+from typing import Literal
 
 import pyarrow as pa
 import pytest
@@ -27,20 +28,21 @@ from ltx_ray.storage.results import ARROW_SCHEMA
 REPO = Path(__file__).resolve().parents[1]
 
 
-def schema_doc_types() -> dict[str, str]:
-    rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \|", (REPO / "manifests" / "SCHEMA.md").read_text(), re.M)
-    table = {}
-    for name, kind in rows:
-        table.setdefault(name, kind.strip())  # the first table is the columns; nested tables come later
-    return table
+def schema_doc_types(text: str | None = None) -> dict[str, str]:
+    """The column table of SCHEMA.md (the first table; the nested-item tables come later)."""
+    text = text if text is not None else (REPO / "manifests" / "SCHEMA.md").read_text()
+    table = text.split("| column | Parquet type | description |", 1)[1].split("\n\n", 1)[0]
+    return {name: kind.strip() for name, kind in re.findall(r"^\| `(\w+)` \| ([^|]+) \|", table, re.M)}
 
 
 def test_every_manifest_field_has_a_parquet_type_and_a_schema_doc_row_and_nothing_else_does():
     fields = list(ManifestRow.model_fields)
     assert list(MANIFEST_ARROW_TYPES) == fields
     doc = schema_doc_types()
-    assert set(fields) <= set(doc)
-    assert {c.name: c.type for c in columns(ManifestRow)} == {f: doc[f] for f in fields}
+    assert list(doc) == fields  # every field a row, every row a field, in order
+    assert {c.name: c.type for c in columns(ManifestRow)} == doc
+    assert doc["keyframes"] == "list<struct<uri: string, frame: int64, strength: double>>"
+    assert doc["width"] == "int64" and doc["fps"] == "double" and doc["task"] == "string"
 
 
 def test_nested_and_json_columns_get_the_types_parquet_writers_use():
@@ -68,10 +70,26 @@ def test_a_field_added_to_a_model_becomes_a_column_without_touching_another_tabl
     assert columns(Wider)[-1].description == "cut points"
 
 
+def test_a_manifest_field_added_to_the_model_reaches_schema_doc_and_parquet_types(monkeypatch):
+    import ltx_ray.schema.doc as doc
+    from ltx_ray.storage.arrow import arrow_type
+
+    class Wider(ManifestRow):
+        camera: Literal["static", "pan"] | None = Field(default=None, description="How the camera moves.")
+
+    monkeypatch.setattr(doc, "ManifestRow", Wider)
+    table = schema_doc_types(doc.render_schema_doc())
+    assert list(table)[-1] == "camera" and table["camera"] == "string"
+    assert "| `camera` | string | How the camera moves. |" in doc.render_schema_doc()
+    assert arrow_type(columns(Wider)[-1].type) == pa.string()
+
+
 def test_every_error_stage_the_code_writes_is_declared_and_an_unknown_one_is_refused():
     runner = (REPO / "ltx_ray" / "job" / "runner.py").read_text()
     written = set(re.findall(r'ledger\.timed\("(\w+)"\)', runner))
-    for path in (REPO / "ltx_ray").rglob("*.py"):
+    # The stage a job is in before its first timed block (a failure there is named by it).
+    written |= set(re.findall(r'stage: str = "(\w+)"', (REPO / "ltx_ray" / "job" / "record.py").read_text()))
+    for path in [*(REPO / "ltx_ray").rglob("*.py"), *(REPO / "bench").rglob("*.py")]:
         written |= set(re.findall(r'error_stage="(\w+)"', path.read_text()))
     assert written >= {"validate", "recipe", "fetch_inputs", "generate", "mux", "qc", "upload", "write_metadata"}
     assert written <= set(ERROR_STAGES)
@@ -107,8 +125,6 @@ def test_flags_take_the_fields_defaults_choices_and_types():
         kind: str | None = None
         loud: bool = Field(default=False, description="say more")
         needed: str = Field(description="must be given")
-
-    from typing import Literal
 
     class More(Knobs):
         level: Literal["a", "b"] = Field(default="a", description="the level")

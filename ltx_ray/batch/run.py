@@ -6,7 +6,6 @@ import json
 import os
 import sys
 import time
-from datetime import datetime, timezone
 from typing import Literal
 
 import pyarrow as pa
@@ -15,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from ltx_ray.batch.progress import Progress
 from ltx_ray.engine.weights import resolve_model
-from ltx_ray.job.record import new_run_id
+from ltx_ray.job.record import new_run_id, now
 from ltx_ray.products.report import write_report
 from ltx_ray.schema.results import ResultRow, job_hash
 from ltx_ray.storage.manifest import InvalidRow, load_and_validate
@@ -169,7 +168,7 @@ def _invalid_result(row: InvalidRow, run_id: str) -> ResultRow:
             pass  # already reported as a problem of the row
     return ResultRow(
         job_id=row.job_id, status="failed", error=problems, error_stage="validate", metadata=metadata,
-        run_id=run_id, finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        run_id=run_id, finished_at=now(),
     )
 
 

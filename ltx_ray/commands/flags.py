@@ -5,12 +5,13 @@ choices of a ``Literal``, the type and the help text (the field's description)."
 from __future__ import annotations
 
 import argparse
-import types
 import typing
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
+
+from ltx_ray.schema.columns import without_none
 
 
 def add_model_flags(parser: argparse.ArgumentParser, model: type[BaseModel], names: list[str],
@@ -19,7 +20,7 @@ def add_model_flags(parser: argparse.ArgumentParser, model: type[BaseModel], nam
     where the command line differs on purpose (a default computed later, say)."""
     for name in names:
         field = model.model_fields[name]
-        kind = _plain(field.annotation)
+        kind = without_none(field.annotation)
         kwargs: dict[str, Any] = {"dest": name, "help": (field.description or "").replace("%", "%%")}
         if field.default is PydanticUndefined and field.default_factory is None:
             kwargs["required"] = True
@@ -40,11 +41,3 @@ def add_model_flags(parser: argparse.ArgumentParser, model: type[BaseModel], nam
 def flag_values(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
     return {name: getattr(args, name) for name in names}
 
-
-def _plain(annotation: Any) -> Any:
-    """``X | None`` -> X."""
-    if typing.get_origin(annotation) in (Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return annotation

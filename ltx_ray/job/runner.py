@@ -17,7 +17,7 @@ import socket
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,14 +46,14 @@ class Take:
     info: MuxInfo
     generation: dict  # how the engine made it (stages, tiles, segments)
     report: QCReport | None = None
+    sha256: str = field(init=False)  # of the mp4, recorded in the sidecar and the results row
+
+    def __post_init__(self) -> None:
+        self.sha256 = hashlib.sha256(self.mp4).hexdigest()
 
     @property
     def accepted(self) -> bool:
         return self.report is None or self.report.passed
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.mp4).hexdigest()
 
 
 class JobRunner:
@@ -126,9 +126,10 @@ class JobRunner:
             local = Path(tmp) / f"{job.job_id}.mp4"
             with ledger.timed("mux"):
                 info = write_mp4(local, clip.frames, clip.fps, clip.audio, clip.sample_rate, metadata=self._tags(job))
-                take = Take(job, b"", thumbnail_jpeg(clip.frames), preview_webp(clip.frames), info, clip.info)
+                thumbnail, preview = thumbnail_jpeg(clip.frames), preview_webp(clip.frames)
+            generation = clip.info
             del clip  # the frames go before QC decodes the mp4 again
-            take.mp4 = local.read_bytes()
+            take = Take(job, local.read_bytes(), thumbnail, preview, info, generation)
             if job.qc is not None:
                 with ledger.timed("qc"):
                     take.report = check_video(local, job.qc, qc_references(job, inputs), expect_audio=job.audio)

@@ -43,12 +43,12 @@ def columns(model: type[BaseModel]) -> list[Column]:
 
 def column_type(annotation: Any) -> str:
     """The Parquet type of one field annotation (``X | None`` is X: every column is nullable)."""
-    origin = typing.get_origin(annotation)
-    if origin in (Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(args) != 1:
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        inner = without_none(annotation)
+        if inner is annotation:
             raise TypeError(f"a column must have one type, not {annotation!r}")
-        return column_type(args[0])
+        return column_type(inner)
+    origin = typing.get_origin(annotation)
     if origin is Literal:
         values = typing.get_args(annotation)
         return column_type(type(values[0]))
@@ -72,3 +72,12 @@ def column_type(annotation: Any) -> str:
     if value is not None:
         return column_type(value)
     raise TypeError(f"no Parquet type for {annotation!r}; use str, int, float, bool, a Literal, a list or a model")
+
+
+def without_none(annotation: Any) -> Any:
+    """``X | None`` -> X; any other annotation as it is."""
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation

@@ -24,6 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 E2E_FIXTURES = {"ray_local", "tiny_model", "engine"}
+# Ray Serve's own actors (all named, in the "serve" namespace).
+SERVE_ACTOR_CLASSES = ("ServeController", "ProxyActor", "ServeReplica")
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects by these marks
@@ -103,6 +105,33 @@ def engine(tiny_model):
     from ltx_ray.engine.ltx2 import LTX2Engine
 
     return LTX2Engine(tiny_model.path, device="cpu", dtype="float32", defaults=tiny_model.defaults)
+
+
+def shutdown_serve(timeout_s: float = 60) -> None:
+    """Stop Serve and wait until its actors have given the shared cluster its CPUs back.
+
+    ``serve.shutdown()`` returns before the controller, proxy and replicas are gone; a test
+    that then asks for the CPUs (a run's generation actor) would wait for them. Actors left
+    after ``timeout_s`` are killed.
+    """
+    import time
+
+    import ray
+    from ray import serve
+
+    serve.shutdown()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        # Read from the GCS directly: the state API needs a dashboard the shared cluster lacks.
+        alive = [a for a in ray._private.state.actors().values()
+                 if a["State"] == "ALIVE" and a["ActorClassName"].startswith(SERVE_ACTOR_CLASSES)]
+        if not alive:
+            return
+        if time.monotonic() > deadline:
+            for actor in alive:
+                ray.kill(ray.get_actor(actor["Name"], namespace="serve"), no_restart=True)
+            return
+        time.sleep(0.5)
 
 
 def draw_image(path: Path, size=(320, 240), color=(200, 30, 40)) -> Path:

@@ -23,6 +23,7 @@ from PIL import Image
 
 from ltx_ray.serve.config import ServeArgs
 from ltx_ray.storage.mux import probe
+from tests.conftest import shutdown_serve
 
 pytestmark = pytest.mark.e2e
 
@@ -80,7 +81,7 @@ def endpoint(ray_local, tmp_path_factory):
     start_app(args)
     yield Endpoint(port, store, args)
     # Serve's actors would otherwise hold the shared cluster's CPUs for the rest of the session.
-    serve.shutdown()
+    shutdown_serve()
 
 
 def png_bytes(color=(200, 30, 40), size=(320, 240)) -> bytes:

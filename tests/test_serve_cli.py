@@ -14,6 +14,8 @@ import httpx
 import pytest
 from openai import OpenAI
 
+from tests.conftest import shutdown_serve
+
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
 
@@ -51,6 +53,7 @@ def test_ltx_ray_serve_answers_the_openai_client_and_stops_cleanly_on_ctrl_c(ray
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=120)
+        shutdown_serve()  # the process's detached Serve actors must not keep the session's CPUs
     out = log.read_text()
     assert proc.returncode == 0, out
     assert "stopping" in out

@@ -23,6 +23,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -115,9 +116,9 @@ def cluster(tmp_path_factory, tiny_model):
         wait_for(lambda: _dashboard_up(dash), "the job server answering", head, head_log)
         yield {"gcs": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dash}", "env": env, "tmp": tmp}
     finally:
-        if node is not None:
-            stop(node)
-        stop(head)
+        # Both nodes at once: each `ray start --block` takes seconds to wind down.
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(stop, [p for p in (node, head) if p is not None]))
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 

@@ -26,7 +26,7 @@ print(json.dumps([{"ip": n["NodeManagerAddress"], "alive": n["Alive"], "gpus": n
 """
 
 
-def check_ray(address: str) -> Check:
+def check_ray(address: str, timeout_s: float = RAY_TIMEOUT_S) -> Check:
     """Connect as a driver in a child process, so a dead address is a bounded wait, not a hang."""
     name = f"ray {address}"
     host, _, port = address.removeprefix("ray://").rpartition(":")
@@ -38,9 +38,9 @@ def check_ray(address: str) -> Check:
                          fix="start the head (`ray start --head`) or give its GCS address host:6379")
     try:
         done = subprocess.run([sys.executable, "-c", _RAY_PROBE, address], capture_output=True, text=True,
-                              timeout=RAY_TIMEOUT_S)
+                              timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        return Check(name=name, ok=False, detail=f"no answer from the Ray cluster within {RAY_TIMEOUT_S} s",
+        return Check(name=name, ok=False, detail=f"no answer from the Ray cluster within {timeout_s:g} s",
                      fix="check the address, the head's firewall, and that its Ray version is this one's")
     if done.returncode != 0:
         last = [line for line in done.stderr.strip().splitlines() if line.strip()][-1:] or ["(no output)"]

@@ -30,6 +30,8 @@ import json
 from pathlib import Path
 
 TINY_MODEL_ID = "ltx-ray/tiny-ltx2-random"
+# The small card ltx-ray writes beside a model it built (model id, revision, seed).
+CARD_NAME = "ltx_ray_model.json"
 # Bumped whenever the architecture below changes, so cached copies are rebuilt.
 TINY_MODEL_REVISION = "2"
 
@@ -270,7 +272,7 @@ def make_tiny_model(out_dir: str | Path, seed: int = 0) -> Path:
     write_lora(scratch, tmp / "loras" / "style.safetensors", seed + 2)
     for i, kind in enumerate(("depth", "pose", "canny")):
         write_lora(scratch, tmp / "loras" / f"ic-{kind}.safetensors", seed + 3 + i, {"reference_downscale_factor": "1"})
-    (tmp / "ltx_ray_model.json").write_text(
+    (tmp / CARD_NAME).write_text(
         json.dumps({"model_id": TINY_MODEL_ID, "revision": TINY_MODEL_REVISION, "seed": seed})
     )
     return publish_dir(tmp, out)

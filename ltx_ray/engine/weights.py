@@ -15,11 +15,10 @@ from pathlib import Path
 
 import fsspec
 
-from ltx_ray.engine.tiny_model import TINY_MODEL_ID, TINY_MODEL_REVISION, make_tiny_model
+from ltx_ray.engine.tiny_model import CARD_NAME, TINY_MODEL_ID, TINY_MODEL_REVISION, make_tiny_model
 from ltx_ray.errors import ModelNotFound
 from ltx_ray.schema.model import ModelDefaults, ResolvedModel
 
-CARD_NAME = "ltx_ray_model.json"
 TINY_DEFAULTS = ModelDefaults(
     steps=4,
     guidance_scale=3.0,

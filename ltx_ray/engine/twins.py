@@ -127,9 +127,10 @@ _DIFFUSION_DECODER = {
     "decoder_stage_channels": [64, 32, 16, 16, 8],  # real / 32; the upsample channel reductions hold
     "decoder_stage_depths": [1, 1, 1, 1, 1],
     "decoder_t_emb_dim": 16,
-    # Not a width: the neighborhood-attention windows. The real (3,7,7)/(3,5,5) and (11,11,11)
-    # need a latent of at least 7x7x3 (224x224 px, 17 frames), whose stage-5 attention FlexAttention
-    # materializes in full on CPU (53k tokens: 11 GB a head). Temporal 3 stays (it sets the ghost frames).
+    # Not widths: the neighborhood-attention windows. The real (3,7,7) / (3,5,5) and (11,11,11)
+    # need a latent of at least 3x7x7 (17 frames of 224x224), whose 53k stage-5 tokens the CPU
+    # path (eager FlexAttention) attends in full: an 11 GB score matrix a head. These need 3x3
+    # latents (96x96). The stages' temporal 3 stays: it sets the decoder's trailing ghost frames.
     "decoder_stage_kernels": [[3, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3]],
     "decoder_stage5_kernel": [3, 3, 3],
 }
@@ -168,6 +169,13 @@ SHRUNK = {
         "duration_head": _DURATION_HEAD,
         "diffusion_decoder": _DIFFUSION_DECODER,
     },
+}
+# Folders beside the model_index components (loaded explicitly, as the diffusers docs show).
+# 2.5's transformer_full/ is the SFT DiT: the twin's is a second, differently seeded DiT.
+COMPANION_FOLDERS = {
+    "ltx-2.0": ("latent_upsampler",),
+    "ltx-2.3": ("latent_upsampler",),
+    "ltx-2.5": ("latent_upsampler", "transformer_full", "diffusion_decoder"),
 }
 # Root stage-2 distilled LoRA of each generation's repo, under its real name.
 DISTILLED_LORA = {
@@ -280,13 +288,13 @@ def make_twin(out_dir: str | Path, like: str, seed: int = 0) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)  # a crashed build's leftovers
     pipe = LTX2Pipeline(**build_twin_components(like, seed))
     pipe.save_pretrained(tmp)
-    extra = ["latent_upsampler"] + (["transformer_full", "diffusion_decoder"] if like == "ltx-2.5" else [])
-    for i, folder in enumerate(extra):
+    for i, folder in enumerate(COMPANION_FOLDERS[like]):
         config = twin_config(like, folder)
         _model(config["_class_name"], config, seed + 100 + i).save_pretrained(tmp / folder)
     # The stage-2 distilled LoRA, random like every twin weight, on a copy of the transformer.
     transformer = copy.deepcopy(pipe.transformer)
-    write_lora(transformer, tmp / DISTILLED_LORA[like], seed + 200, {"ltx_generation": like}, target_modules=_linears(transformer))
+    metadata = {"ltx_generation": like}
+    write_lora(transformer, tmp / DISTILLED_LORA[like], seed + 200, metadata, target_modules=_linears(transformer))
     (tmp / CARD_NAME).write_text(json.dumps({"model_id": f"ltx-ray/twin-{like}", "revision": TWIN_REVISION, "seed": seed}))
     return publish_dir(tmp, out)
 

@@ -55,9 +55,9 @@ def mixed_rows(n: int, seed: int = 0, pro_share: float = 0.5) -> list[dict]:
 def with_sim_seconds(rows: list[dict], gpus: int, target_s: float) -> tuple[list[dict], float, list[float]]:
     """Add each row's simulated seconds (H100 cost x one time scale) as row metadata."""
     from ltx_ray.schema.manifest import ManifestRow
-    from ltx_ray.schema.model import ModelDefaults
+    from ltx_ray.schema.profiles import ModelProfile
 
-    h100 = [h100_seconds(ManifestRow.model_validate(r).resolve(ModelDefaults())) for r in rows]
+    h100 = [h100_seconds(ManifestRow.model_validate(r).resolve(ModelProfile())) for r in rows]
     scale = target_s * gpus / sum(h100)
     out = [{**r, "metadata": json.dumps({"sim_seconds": round(s * scale, 6), "h100_s": round(s, 3)})} for r, s in zip(rows, h100)]
     return out, scale, [s * scale for s in h100]

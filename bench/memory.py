@@ -80,10 +80,10 @@ def main(argv=None) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="ltx-ray-memory-"))
     images = [draw(tmp / "red.png", (200, 30, 40)), draw(tmp / "green.png", (30, 160, 60))]
     model = resolve_model(args.model)
-    jobs = validate_rows([(str(tmp / "m.parquet"), make_rows(args.jobs, images))], model.defaults).jobs
+    jobs = validate_rows([(str(tmp / "m.parquet"), make_rows(args.jobs, images))], model.profile).jobs
     me = psutil.Process()
     rss_before_load = me.memory_info().rss / 2**20
-    engine = LTX2Engine(model.path, device=args.device, dtype=args.dtype, defaults=model.defaults)
+    engine = LTX2Engine(model.path, device=args.device, dtype=args.dtype, profile=model.profile)
     runner = JobRunner(engine, OutputStore(str(tmp / "out")), model, device=args.device, dtype=args.dtype, run_id="memory")
     rss_after_load = me.memory_info().rss / 2**20
     cuda = args.device.startswith("cuda")

@@ -32,6 +32,8 @@ def bare_loop(model, jobs, out: Path) -> dict:
     from diffusers import LTX2Pipeline
     from diffusers.utils.export_utils import encode_video
 
+    from ltx_ray.engine.ltx2 import guidance_kwargs
+
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     pipe = LTX2Pipeline.from_pretrained(model.path, dtype=torch.float32)
@@ -44,9 +46,10 @@ def bare_loop(model, jobs, out: Path) -> dict:
         with torch.inference_mode():
             result = pipe(
                 prompt=job.prompt, negative_prompt=job.negative_prompt, width=job.width, height=job.height,
-                num_frames=job.num_frames, frame_rate=job.fps, num_inference_steps=job.steps,
-                guidance_scale=job.guidance_scale, generator=torch.Generator("cpu").manual_seed(job.seed),
-                output_type="np", **model.defaults.call_kwargs,
+                num_frames=job.num_frames, frame_rate=job.fps, sigmas=job.stages[0].sigmas,
+                num_inference_steps=job.stages[0].steps, generator=torch.Generator("cpu").manual_seed(job.seed),
+                output_type="np", max_sequence_length=model.profile.max_sequence_length,
+                **guidance_kwargs(job),  # the same arguments ltx-ray passes: the same work
             )
         e = time.perf_counter()
         encode_video(result.frames[0], fps=int(job.fps), output_path=str(out / f"{job.job_id}.mp4"),
@@ -107,7 +110,7 @@ def main(argv=None) -> dict:
     rows = [{"job_id": f"ovh-{i:03d}", "prompt": f"a sneaker on a white table, take {i}", "width": args.width,
              "height": args.height, "num_frames": args.num_frames} for i in range(args.jobs)]
     manifest = write_manifest(rows, str(tmp / "m.parquet"))
-    jobs = validate_rows([(manifest, rows)], model.defaults).jobs
+    jobs = validate_rows([(manifest, rows)], model.profile).jobs
 
     ray_start = time.perf_counter()
     owns = start_ray(num_cpus=2)
@@ -133,7 +136,7 @@ def main(argv=None) -> dict:
     return emit("overhead", {
         "jobs": args.jobs,
         "rounds": args.rounds,
-        "job": f"t2v {args.width}x{args.height}x{args.num_frames}, tiny model, {model.defaults.steps} steps",
+        "job": f"t2v {args.width}x{args.height}x{args.num_frames}, tiny model, {model.profile.steps} steps",
         "bare_s_per_job": bare,
         "ltx_ray_s_per_job": ltx,
         "ltx_ray_overlap_s_per_job": overlap,

@@ -47,6 +47,10 @@ class ModelNotFound(RunFatal):
     """The weights cannot be found or loaded."""
 
 
+class PrecisionError(RunFatal):
+    """A dtype the model cannot run in (float16 on bfloat16-trained weights)."""
+
+
 class PlacementError(ReplicaFatal):
     """The model cannot be placed on the replica's devices with the chosen options."""
 

@@ -104,7 +104,7 @@ def ray_local(model_cache, s3_endpoint):
 def engine(tiny_model):
     from ltx_ray.engine.ltx2 import LTX2Engine
 
-    return LTX2Engine(tiny_model.path, device="cpu", dtype="float32", defaults=tiny_model.defaults)
+    return LTX2Engine(tiny_model.path, device="cpu", dtype="float32", profile=tiny_model.profile)
 
 
 def shutdown_serve(timeout_s: float = 60) -> None:

@@ -15,7 +15,7 @@ from ltx_ray.engine.ltx2 import LTX2Engine
 
 class CrashOnceEngine:
     def __init__(self, model, device: str, dtype: str):
-        self.inner = LTX2Engine(model.path, device=device, dtype=dtype, defaults=model.defaults)
+        self.inner = LTX2Engine(model.path, device=device, dtype=dtype, profile=model.profile)
         self.placement = self.inner.placement
 
     @property

@@ -13,11 +13,11 @@ from ltx_ray.batch.run import RunConfig, run
 from ltx_ray.errors import ManifestError
 from ltx_ray.schema.fields import JOB_ID_PATTERN, frames_for_seconds
 from ltx_ray.schema.manifest import ManifestRow
-from ltx_ray.schema.model import ModelDefaults
+from ltx_ray.schema.profiles import ModelProfile
 from ltx_ray.storage.manifest import load_and_validate, validate_rows, write_manifest
 from tests.bad_inputs import BASE, FETCH_CASES, VALIDATION_CASES, build_row, materialise
 
-DEFAULTS = ModelDefaults(steps=4)
+DEFAULTS = ModelProfile(steps=4)
 
 
 def write_one_row_manifest(path, row):

@@ -94,14 +94,16 @@ def test_gpu_benchmark_builds_the_real_configs_and_says_when_it_is_skipped(capsy
         assert r["skipped"] is True
 
 
-def test_a_guided_job_costs_three_passes_per_step_so_longest_first_counts_guidance():
+def test_a_guided_job_costs_four_passes_per_step_so_longest_first_counts_guidance():
     from ltx_ray.schema.manifest import ManifestRow
-    from ltx_ray.schema.model import ModelDefaults
+    from ltx_ray.schema.profiles import ModelProfile
 
     def job(steps, guidance):
-        return ManifestRow(job_id="j", prompt="p", steps=steps, guidance_scale=guidance).resolve(ModelDefaults())
+        return ManifestRow(job_id="j", prompt="p", steps=steps, guidance_scale=guidance).resolve(ModelProfile())
 
-    assert job(40, 3.0).denoise_cost == 15 * job(8, 1.0).denoise_cost
+    # A guided LTX-2.0 step: conditional + CFG + STG + modality passes; guidance_scale 1: one pass.
+    assert job(40, 3.0).transformer_passes == 4 and job(8, 1.0).transformer_passes == 1
+    assert job(40, 3.0).denoise_cost == 20 * job(8, 1.0).denoise_cost
 
 
 def test_two_jobs_in_flight_only_where_replicas_have_many_jobs_because_few_jobs_queue_behind_long_ones():

@@ -68,7 +68,7 @@ def test_a_model_on_object_storage_is_copied_to_the_cache_and_loads(s3_endpoint,
     monkeypatch.setenv("LTX_RAY_CACHE", str(tmp_path / "cache"))
     model = resolve_model(f"s3://{bucket}/tiny")
     assert model.path.startswith(str(tmp_path / "cache")) and model.model_id == tiny_model.model_id
-    engine = LTX2Engine(model.path, defaults=model.defaults)
+    engine = LTX2Engine(model.path, profile=model.profile)
     assert engine.audio_sample_rate == 24000
     with pytest.raises(Exception, match="model_index.json"):
         resolve_model(f"s3://{bucket}/nothing-here")

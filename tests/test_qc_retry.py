@@ -23,7 +23,7 @@ NOISE_FAILS = {"min_motion": 250.0, "max_attempts": 2}
 
 
 def make_job(tiny_model, **fields):
-    return ManifestRow(prompt="a red sneaker", **SMALL, **fields).resolve(tiny_model.defaults)
+    return ManifestRow(prompt="a red sneaker", **SMALL, **fields).resolve(tiny_model.profile)
 
 
 def runner(engine, tiny_model, out):

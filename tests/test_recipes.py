@@ -11,7 +11,7 @@ import pytest
 from ltx_ray.cli import main as cli_main
 from ltx_ray.errors import RecipeError
 from ltx_ray.products.recipes import expand, expand_manifests, load_recipe
-from ltx_ray.schema.model import ModelDefaults
+from ltx_ray.schema.profiles import ModelProfile
 from ltx_ray.storage.manifest import read_manifest_rows, validate_rows, write_manifest
 from tests.conftest import REPO
 
@@ -85,7 +85,7 @@ def test_product_360_makes_one_keyframed_turn_per_product_with_stable_ids():
     assert json.loads(row["qc"])["max_attempts"] == 3
     assert json.loads(row["metadata"]) == {"recipe": "product-360", "product": "SNK-001", "variant": "turn",
                                            "title": "trail running sneaker", "category": "footwear"}
-    assert validate_rows([("x", first.rows)], ModelDefaults()).problems == []
+    assert validate_rows([("x", first.rows)], ModelProfile()).problems == []
 
 
 def test_product_showcase_makes_a_vertical_and_a_landscape_i2v_per_product():
@@ -94,7 +94,7 @@ def test_product_showcase_makes_a_vertical_and_a_landscape_i2v_per_product():
     assert [r["job_id"] for r in rows[:2]] == ["SNK-001-9x16", "SNK-001-16x9"] and len(rows) == 6
     assert [(r["width"], r["height"]) for r in rows[:2]] == [(576, 1024), (1024, 576)]
     assert all(r["task"] == "i2v" and r["image_uri"].endswith("-front.png") for r in rows)
-    jobs = validate_rows([("x", rows)], ModelDefaults()).jobs
+    jobs = validate_rows([("x", rows)], ModelProfile()).jobs
     assert [j.num_frames for j in jobs[:1]] == [97]  # 4 s at 24 fps
 
 
@@ -109,7 +109,7 @@ def test_prompt_batch_keeps_manifest_rows_and_fills_only_their_empty_cells():
     assert rows["t2v-coffee-9x16"]["num_frames"] == 49 and "seconds" not in rows["t2v-coffee-9x16"]
     assert Path(rows["i2v-bottle"]["image_uri"]).exists()  # relative paths still find the images
     assert json.loads(rows["t2v-silent"]["qc"])["max_attempts"] == 2
-    assert validate_rows([("x", list(rows.values()))], ModelDefaults()).problems == []
+    assert validate_rows([("x", list(rows.values()))], ModelProfile()).problems == []
 
 
 def test_a_missing_column_is_fatal_and_an_empty_cell_fails_only_its_product(tmp_path):

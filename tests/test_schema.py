@@ -8,11 +8,11 @@ import pytest
 
 from ltx_ray.errors import ManifestError
 from ltx_ray.schema.fields import frames_for_seconds, stable_seed
-from ltx_ray.schema.model import ModelDefaults
+from ltx_ray.schema.profiles import DEV_VIDEO, ModelProfile
 from ltx_ray.storage.manifest import load_and_validate, write_manifest
 from tests.conftest import REPO
 
-DEFAULTS = ModelDefaults(steps=7, guidance_scale=2.5)
+DEFAULTS = ModelProfile(steps=7, video=DEV_VIDEO.model_copy(update={"cfg": 2.5}))
 
 
 def validate(tmp_path, rows):

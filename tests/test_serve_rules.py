@@ -54,9 +54,9 @@ def test_text_form_values_are_parsed_leniently_into_a_manifest_row():
 
 
 def row_defaults():
-    from ltx_ray.schema.model import ModelDefaults
+    from ltx_ray.schema.profiles import ModelProfile
 
-    return ModelDefaults()
+    return ModelProfile()
 
 
 def test_num_frames_wins_over_seconds_as_the_convention_says():

@@ -145,7 +145,10 @@ def test_a2v_output_carries_the_given_audio_and_takes_its_length(tasks_run):
 def test_pro_preset_runs_two_stages_and_audio_false_writes_a_video_only_mp4(tasks_run):
     _, out, _, _ = tasks_run
     gen = sidecar(out, "pro")["generation"]
-    assert gen["stages"] == 2 and gen["refine_tiles"] == 1 and gen["distilled_lora"] is True
+    assert [s["stage"] for s in gen["stages"]] == [1, 2] and gen["refine_tiles"] == 1
+    assert gen["distilled_lora"] == "distilled.safetensors" and gen["stages"][1]["lora"] == "distilled.safetensors"
+    assert gen["stages"][1]["sigmas"] == [0.909375, 0.725, 0.421875]  # the official stage-2 schedule, unshifted
+    assert gen["stages"][1]["transformer_passes_per_step"] == 1
     job = sidecar(out, "pro")["job"]
     assert (job["width"], job["height"], job["fps"], job["two_stage"]) == (256, 192, 24.0, True)
     assert probe(out / "pro.mp4").width == 256

@@ -13,7 +13,7 @@ from ltx_ray.schema.manifest import ManifestRow
 
 def job(engine, **row):
     fields = {"job_id": "j", "prompt": "a lamp on a desk", "width": 128, "height": 96, "num_frames": 9, "seed": 11, **row}
-    return ManifestRow(**fields).resolve(engine.defaults)
+    return ManifestRow(**fields).resolve(engine.profile)
 
 
 def test_a_rows_lora_never_leaks_into_the_next_row(engine, tiny_model):
@@ -42,7 +42,7 @@ def test_two_stage_refinement_splits_huge_token_counts_into_tiles(engine):
         clip = engine.generate(job(engine, width=256, height=192, two_stage=True), JobInputs())
     finally:
         engine.stages.max_refine_tokens = limit
-    assert clip.info["stages"] == 2 and clip.info["refine_tiles"] == 4
+    assert len(clip.info["stages"]) == 2 and clip.info["refine_tiles"] == 4
     assert clip.frames.shape == (9, 192, 256, 3)
     whole = engine.generate(job(engine, width=256, height=192, two_stage=True), JobInputs())
     assert whole.info["refine_tiles"] == 1 and whole.frames.shape == clip.frames.shape

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ltx_ray.schema.model import ModelDefaults
+from ltx_ray.schema.profiles import ModelProfile
 from ltx_ray.storage.manifest import load_and_validate, write_manifest
 
-DEFAULTS = ModelDefaults(steps=4)
+DEFAULTS = ModelProfile(steps=4)
 
 
 def validate(tmp_path, rows):

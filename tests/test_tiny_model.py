@@ -40,7 +40,7 @@ def test_768x512x121_has_the_real_6144_video_tokens(engine):
 
 
 def test_audio_lasts_as_long_as_the_video(engine):
-    job = ManifestRow(job_id="geo", prompt="rain on a window", width=256, height=256, num_frames=49).resolve(engine.defaults)
+    job = ManifestRow(job_id="geo", prompt="rain on a window", width=256, height=256, num_frames=49).resolve(engine.profile)
     clip = engine.generate(job, JobInputs())
     assert clip.frames.shape == (49, 256, 256, 3) and clip.frames.dtype == np.uint8
     assert clip.sample_rate == 24000 and clip.audio.shape[0] == 2

@@ -13,9 +13,11 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
 
 from ltx_ray.batch.progress import Progress
-from ltx_ray.engine.weights import resolve_model
+from ltx_ray.engine.weights import check_companions, resolve_model
+from ltx_ray.errors import PrecisionError
 from ltx_ray.job.record import new_run_id, now
 from ltx_ray.products.report import write_report
+from ltx_ray.schema.profiles import default_dtype, precision_problem
 from ltx_ray.schema.results import ResultRow, job_hash
 from ltx_ray.storage.manifest import InvalidRow, load_and_validate
 from ltx_ray.storage.results import read_results, write_result
@@ -29,7 +31,10 @@ class RunConfig(BaseModel):
     out: str = Field(description="output folder or URI (s3://, gs://, ...)")
     model: str = Field(default="tiny", description="'tiny' (default, random weights), a local folder, a URI or a hub id")
     device: str = Field(default="cpu", description="torch device of each replica (cpu, cuda)")
-    dtype: Literal["float32", "bfloat16", "float16"] = Field(default="float32", description="weights and compute dtype")
+    dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
+        default=None, description="weights and compute dtype (default: bfloat16 on cuda, float32 on cpu)"
+    )
+    profile: str | None = Field(default=None, description="the model's generation profile (default: detected from its configs)")
     address: str | None = Field(default=None, description="Ray cluster address (default: start a local Ray)")
     replicas: int = Field(default=1, ge=1, description="generation actors, started all at once")
     gpus_per_replica: float = Field(default=0, ge=0, description="GPUs each replica owns (its components are placed over them)")
@@ -83,12 +88,16 @@ def run(config: RunConfig, log=print) -> RunSummary:
     # 1. Fatal checks first, before any model loads or GPU starts.
     store = OutputStore(config.out)
     store.check_writable()
-    model = resolve_model(config.model)
+    model = resolve_model(config.model, config.profile)
+    dtype = config.dtype or default_dtype(config.device)
+    if problem := precision_problem(dtype, model.profile):
+        raise PrecisionError(problem)
     if config.model == "tiny":
         log("note: using the embedded tiny LTX-2 (random weights): the videos are noise. Pass --model for real weights.")
 
     # 2. Read and validate every manifest row; invalid rows get their failed results rows now.
-    manifest = load_and_validate(config.manifests, model.defaults)
+    manifest = load_and_validate(config.manifests, model.profile)
+    check_companions(model, manifest.jobs)
     for row in manifest.invalid:
         write_result(store, row.key, _invalid_result(row, run_id))
         for problem in row.problems:
@@ -211,7 +220,7 @@ def _generate_on_ray(config: RunConfig, run_id: str, jobs_uri: str, filesystem, 
         configure_data_context(config.no_progress_timeout_s)
         DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
         worker = RunnerSpec(
-            model=config.model, out=config.out, device=config.device, dtype=config.dtype, run_id=run_id,
+            model=config.model, out=config.out, device=config.device, dtype=dtype, run_id=run_id, profile=config.profile,
             engine=config.engine, runner=config.runner,
             offload=config.offload,
             # On CPU a replica's torch may use its share of the node's cores, not just the

@@ -20,7 +20,7 @@ def add_parser(sub) -> str:
 def main(args) -> int:
     from ltx_ray.errors import RunFatal
     from ltx_ray.products.recipes import expand_manifests, load_recipe
-    from ltx_ray.schema.model import ModelDefaults
+    from ltx_ray.schema.profiles import ModelProfile
     from ltx_ray.storage.manifest import validate_rows, write_manifest
 
     # A bad recipe (RecipeError) or manifest (ManifestError) stops here with exit 2, via ltx_ray.cli.
@@ -29,7 +29,7 @@ def main(args) -> int:
         raise RunFatal(f"the recipe made no jobs; {len(expansion.problems)} product row(s) had problems:\n"
                          + "\n".join(f"  {p}" for p in expansion.problems))
     write_manifest(expansion.rows, args.out)
-    problems = expansion.problems + validate_rows([(args.out, expansion.rows)], ModelDefaults()).problems
+    problems = expansion.problems + validate_rows([(args.out, expansion.rows)], ModelProfile()).problems
     for problem in problems:
         print(f"invalid: {problem}")
     print(f"wrote {len(expansion.rows)} jobs to {args.out}; {len(problems)} problem(s)")

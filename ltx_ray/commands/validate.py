@@ -10,10 +10,10 @@ def add_parser(sub) -> str:
 
 
 def main(args) -> int:
-    from ltx_ray.schema.model import ModelDefaults
+    from ltx_ray.schema.profiles import ModelProfile
     from ltx_ray.storage.manifest import load_and_validate
 
-    result = load_and_validate(args.manifests, ModelDefaults())
+    result = load_and_validate(args.manifests, ModelProfile())
     for problem in result.problems:
         print(problem)
     print(f"{len(result.jobs)} valid rows, {len(result.invalid)} invalid rows in {len(result.sources)} manifest(s)")

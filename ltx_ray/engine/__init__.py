@@ -4,7 +4,7 @@
 them; ``ltx2`` loads an LTX-2 once and generates clips; ``stages`` denoises (one or two
 stages), ``segments`` chains long videos, ``lora`` applies per-row LoRAs, ``placement``
 spreads components over a replica's GPUs, ``weights`` finds the weights, ``tiny_model``
-makes the embedded default.
+makes the embedded default and ``twins`` tiny twins of each real generation (LTX-2.0 / 2.3 / 2.5).
 
 Rule: imports schema, storage and errors; torch and diffusers are imported here and nowhere
 else (inside functions where a torch-free caller, such as the driver, reaches the module).

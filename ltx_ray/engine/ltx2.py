@@ -27,11 +27,23 @@ from ltx_ray.engine.placement import OffloadMode, Placement, plan_placement
 from ltx_ray.engine.segments import extend_clip, generate_long
 from ltx_ray.engine.types import Clip, JobInputs, latent_index, whole_latent_frames
 from ltx_ray.schema.job import Job
-from ltx_ray.schema.model import ModelDefaults
+from ltx_ray.schema.profiles import ModelProfile, precision_problem
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # VAE tiling above 720p: a 1080p or 4K clip decoded in one piece needs tens of GiB.
 VAE_TILING_PIXELS = 1280 * 720
+
+
+def guidance_kwargs(job: Job) -> dict:
+    """The guidance stack of a diffusers LTX2 call, every term explicit (the call's own defaults
+    add STG, modality and audio CFG passes even at ``guidance_scale=1``)."""
+    v, a = job.video_guidance, job.audio_guidance
+    return dict(
+        guidance_scale=v.cfg, stg_scale=v.stg, modality_scale=v.modality, guidance_rescale=v.rescale,
+        audio_guidance_scale=a.cfg, audio_stg_scale=a.stg, audio_modality_scale=a.modality,
+        audio_guidance_rescale=a.rescale, spatio_temporal_guidance_blocks=job.stg_blocks,
+        use_cross_timestep=job.cross_timestep,
+    )
 
 
 class LTX2Engine:
@@ -43,11 +55,18 @@ class LTX2Engine:
         *,
         device: str = "cpu",
         dtype: str = "float32",
-        defaults: ModelDefaults,
+        profile: ModelProfile,
         offload: OffloadMode = "auto",
         max_refine_tokens: int | None = None,
     ):
-        from diffusers import LTX2ConditionPipeline, LTX2ImageToVideoPipeline, LTX2InContextPipeline, LTX2Pipeline
+        from diffusers import (
+            FlowMatchEulerDiscreteScheduler,
+            LTX2ConditionPipeline,
+            LTX2ImageToVideoPipeline,
+            LTX2InContextPipeline,
+            LTX2Pipeline,
+            LTX2VideoTransformer3DModel,
+        )
         from diffusers.utils import logging as diffusers_logging
 
         # Loading bars and per-module cast notices drown a batch log; errors still show.
@@ -59,26 +78,46 @@ class LTX2Engine:
         diffusers_logging.set_verbosity_error()
         diffusers_logging.disable_progress_bar()
         transformers_logging.disable_progress_bar()
+        problem = precision_problem(dtype, profile)
+        if problem:
+            raise ValueError(problem)
         self.device = torch.device(device)
         self.dtype = DTYPES[dtype]
-        self.defaults = defaults
-        base = LTX2Pipeline.from_pretrained(model_dir, dtype=self.dtype)
+        self.profile = profile
+        extra = {}
+        if profile.transformer_subfolder != "transformer":  # LTX-2.5 full: the SFT DiT is not in model_index
+            extra["transformer"] = LTX2VideoTransformer3DModel.from_pretrained(
+                model_dir, subfolder=profile.transformer_subfolder, dtype=self.dtype
+            )
+        base = LTX2Pipeline.from_pretrained(model_dir, dtype=self.dtype, **extra)
+        # Sigmas are passed to every call as the profile's recipe computes them
+        # (schema/schedules.py); the shipped scheduler config would shift and stretch them by
+        # the token count (and give NaN above ~50k tokens).
+        base.scheduler = FlowMatchEulerDiscreteScheduler.from_config(
+            base.scheduler.config, use_dynamic_shifting=False, shift_terminal=None, shift=1.0
+        )
         self.placement = self._place(base, offload)
+        # from_pipe without a dtype casts the shared modules to float32 (diffusers#12754).
         self._pipes = {
             "t2v": base,
-            "i2v": LTX2ImageToVideoPipeline.from_pipe(base),
-            "condition": LTX2ConditionPipeline.from_pipe(base),
-            "control": LTX2InContextPipeline.from_pipe(base),
+            "i2v": LTX2ImageToVideoPipeline.from_pipe(base, dtype=self.dtype),
+            "condition": LTX2ConditionPipeline.from_pipe(base, dtype=self.dtype),
+            "control": LTX2InContextPipeline.from_pipe(base, dtype=self.dtype),
+        }
+        self.component_dtypes = {
+            name: str(next(m.parameters()).dtype).removeprefix("torch.")
+            for name, m in base.components.items() if isinstance(m, torch.nn.Module) and any(True for _ in m.parameters())
         }
         for pipe in self._pipes.values():
             pipe.set_progress_bar_config(disable=True)
         root = Path(model_dir)
         self.loras = LoraCache(base)
-        distilled = root / "loras" / "distilled.safetensors"
+        distilled = root / profile.distilled_lora if profile.distilled_lora else None
+        upsampler = root / profile.upsampler
         self.stages = Stages(
             base,
-            upsampler_dir=root / "latent_upsampler" if (root / "latent_upsampler").is_dir() else None,
-            distilled_lora=str(distilled) if distilled.exists() else None,
+            upsampler_dir=upsampler if upsampler.is_dir() else None,
+            distilled_lora=str(distilled) if distilled is not None and distilled.exists() else None,
             loras=self.loras,
             dtype=self.dtype,
             device=torch.device(self.placement.execution_device),
@@ -131,7 +170,8 @@ class LTX2Engine:
         """The pipeline view, its keyword arguments and the LoRA adapters for one segment."""
         from diffusers.pipelines.ltx2 import LTX2ReferenceCondition, LTX2VideoCondition
 
-        kwargs = dict(self.defaults.call_kwargs)
+        sigmas = job.stages[0].sigmas
+        kwargs = guidance_kwargs(job)
         kwargs.update(
             prompt=job.prompt,
             negative_prompt=job.negative_prompt,
@@ -139,8 +179,9 @@ class LTX2Engine:
             height=job.height,
             num_frames=job.num_frames,
             frame_rate=job.fps,
-            num_inference_steps=job.steps,
-            guidance_scale=job.guidance_scale,
+            sigmas=sigmas,
+            num_inference_steps=len(sigmas),
+            max_sequence_length=self.profile.max_sequence_length,
             # Seeded on the CPU so a job gives the same noise on any device.
             generator=torch.Generator("cpu").manual_seed(job.seed),
         )

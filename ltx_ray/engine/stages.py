@@ -25,8 +25,8 @@ MAX_REFINE_TOKENS = 32768
 TILE_OVERLAP = 2  # latent cells shared by neighbouring tiles (64 px at 32x compression)
 # Stage 2 is distilled: no classifier-free, spatio-temporal or modality guidance.
 NO_GUIDANCE = dict(
-    guidance_scale=1.0, stg_scale=0.0, modality_scale=1.0,
-    audio_guidance_scale=1.0, audio_stg_scale=0.0, audio_modality_scale=1.0,
+    guidance_scale=1.0, stg_scale=0.0, modality_scale=1.0, guidance_rescale=0.0,
+    audio_guidance_scale=1.0, audio_stg_scale=0.0, audio_modality_scale=1.0, audio_guidance_rescale=0.0,
 )
 # Inputs of the in-context (control) call that the plain refinement call does not take.
 _CONTROL_ONLY = ("reference_conditions", "reference_downscale_factor")
@@ -50,7 +50,7 @@ class Stages:
         if not job.two_stage:
             with self.loras.active(adapters):
                 out = pipe(output_type="latent", **kwargs)
-            return out.frames, out.audio, {"stages": 1}
+            return out.frames, out.audio, {"stages": self._record(job), "distilled_lora": None}
         with self.loras.active(adapters):
             first = pipe(output_type="latent", **{**kwargs, "width": job.width // 2, "height": job.height // 2})
         latents = self._upsample(first.frames)
@@ -66,9 +66,23 @@ class Stages:
                 # In-context reference tokens are a stage-1 matter (diffusers' IC pipeline docs).
                 refine_pipe = self.base if job.task == "control" else pipe
                 out = refine_pipe(output_type="latent", **self._refine_kwargs(kwargs, job, latents, audio))
-                return out.frames, out.audio, {"stages": 2, "refine_tiles": 1, "distilled_lora": bool(self.distilled_lora)}
+                # ti2vid_two_stages.py (dev + LoRA) keeps stage 1's audio ("Stage 2 refines video
+                # only; discard its audio"); distilled.py keeps stage 2's.
+                refined_audio = audio if self.distilled_lora else out.audio
+                return out.frames, refined_audio, self._two_stage_info(job, tiles=1)
             video, tiles = self._refine_tiled(kwargs, job, latents, audio)
-        return video, audio, {"stages": 2, "refine_tiles": tiles, "distilled_lora": bool(self.distilled_lora)}
+        return video, audio, self._two_stage_info(job, tiles=tiles)
+
+    def _record(self, job) -> list[dict]:
+        """The stages as run, for the sidecar: sizes, sigmas, passes per step, the LoRA applied."""
+        plans = [p.model_dump() for p in job.stages]
+        if len(plans) > 1:
+            plans[1]["lora"] = Path(self.distilled_lora).name if self.distilled_lora else None
+        return plans
+
+    def _two_stage_info(self, job, *, tiles: int) -> dict:
+        return {"stages": self._record(job), "refine_tiles": tiles,
+                "distilled_lora": Path(self.distilled_lora).name if self.distilled_lora else None}
 
     def _upsample(self, latents: torch.Tensor) -> torch.Tensor:
         if self._upsample_pipe is None:

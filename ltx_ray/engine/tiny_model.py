@@ -30,6 +30,8 @@ import json
 from pathlib import Path
 
 TINY_MODEL_ID = "ltx-ray/tiny-ltx2-random"
+# The small card ltx-ray writes beside a model it built (model id, revision, seed).
+CARD_NAME = "ltx_ray_model.json"
 # Bumped whenever the architecture below changes, so cached copies are rebuilt.
 TINY_MODEL_REVISION = "2"
 
@@ -62,30 +64,16 @@ def build_tokenizer():
     )
 
 
-def build_components(seed: int = 0) -> dict:
-    """Build every component of a tiny LTX-2 pipeline, randomly initialised from ``seed``."""
-    import torch
-    from diffusers import (
-        AutoencoderKLLTX2Audio,
-        AutoencoderKLLTX2Video,
-        FlowMatchEulerDiscreteScheduler,
-        LTX2VideoTransformer3DModel,
-    )
-    from diffusers.pipelines.ltx2 import LTX2TextConnectors
-    from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
+def build_gemma3_text_encoder(tokenizer, hidden_size: int = 32, num_layers: int = 2):
+    """A tiny ``Gemma3ForConditionalGeneration`` over ``tokenizer`` (vision tower as small as it allows)."""
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration
 
-    tokenizer = build_tokenizer()
-
-    torch.manual_seed(seed)
-    text_hidden = 32
-    text_layers = 2
     gemma_config = Gemma3Config(
         text_config={
             "vocab_size": len(tokenizer),
-            "hidden_size": text_hidden,
-            "intermediate_size": 64,
-            "num_hidden_layers": text_layers,
+            "hidden_size": hidden_size,
+            "intermediate_size": 2 * hidden_size,
+            "num_hidden_layers": num_layers,
             "num_attention_heads": 2,
             "num_key_value_heads": 1,
             "head_dim": 16,
@@ -108,7 +96,27 @@ def build_components(seed: int = 0) -> dict:
         eoi_token_index=tokenizer.eos_token_id,
         image_token_index=tokenizer.unk_token_id,
     )
-    text_encoder = Gemma3ForConditionalGeneration(gemma_config).eval()
+    return Gemma3ForConditionalGeneration(gemma_config).eval()
+
+
+def build_components(seed: int = 0) -> dict:
+    """Build every component of a tiny LTX-2 pipeline, randomly initialised from ``seed``."""
+    import torch
+    from diffusers import (
+        AutoencoderKLLTX2Audio,
+        AutoencoderKLLTX2Video,
+        FlowMatchEulerDiscreteScheduler,
+        LTX2VideoTransformer3DModel,
+    )
+    from diffusers.pipelines.ltx2 import LTX2TextConnectors
+    from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
+
+    tokenizer = build_tokenizer()
+
+    torch.manual_seed(seed)
+    text_hidden = 32
+    text_layers = 2
+    text_encoder = build_gemma3_text_encoder(tokenizer, text_hidden, text_layers)
 
     latent_channels = 16
     audio_latent_channels = 2
@@ -221,15 +229,25 @@ def build_latent_upsampler(latent_channels: int, seed: int = 0):
     return LTX2LatentUpsamplerModel(in_channels=latent_channels, mid_channels=32, num_blocks_per_stage=1)
 
 
-def write_lora(transformer, path: Path, seed: int, metadata: dict[str, str] | None = None, rank: int = 4) -> Path:
-    """A random LoRA on the attention projections, saved in diffusers' ``transformer.*`` key format."""
+ATTENTION_PROJECTIONS = ("to_q", "to_k", "to_v", "to_out.0")
+
+
+def write_lora(
+    transformer,
+    path: Path,
+    seed: int,
+    metadata: dict[str, str] | None = None,
+    rank: int = 4,
+    target_modules: list[str] | tuple[str, ...] = ATTENTION_PROJECTIONS,
+) -> Path:
+    """A random LoRA on ``target_modules`` (the attention projections unless told), in diffusers' ``transformer.*`` keys."""
     import torch
     from peft import LoraConfig, get_peft_model_state_dict
     from safetensors.torch import save_file
 
     torch.manual_seed(seed)
     # init_lora_weights=False draws B at random too (peft's default zeros it: a no-op LoRA).
-    config = LoraConfig(r=rank, lora_alpha=rank, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
+    config = LoraConfig(r=rank, lora_alpha=rank, target_modules=list(target_modules), init_lora_weights=False)
     transformer.add_adapter(config, adapter_name="tiny")
     state = get_peft_model_state_dict(transformer, adapter_name="tiny")
     transformer.delete_adapters("tiny")
@@ -254,12 +272,17 @@ def make_tiny_model(out_dir: str | Path, seed: int = 0) -> Path:
     write_lora(scratch, tmp / "loras" / "style.safetensors", seed + 2)
     for i, kind in enumerate(("depth", "pose", "canny")):
         write_lora(scratch, tmp / "loras" / f"ic-{kind}.safetensors", seed + 3 + i, {"reference_downscale_factor": "1"})
-    (tmp / "ltx_ray_model.json").write_text(
+    (tmp / CARD_NAME).write_text(
         json.dumps({"model_id": TINY_MODEL_ID, "revision": TINY_MODEL_REVISION, "seed": seed})
     )
-    if out.exists():
-        import shutil
+    return publish_dir(tmp, out)
 
+
+def publish_dir(tmp: Path, out: Path) -> Path:
+    """Move a fully written ``tmp`` folder to ``out``: a reader never sees a half-written model."""
+    import shutil
+
+    if out.exists():
         shutil.rmtree(out)
-    tmp.rename(out)  # a reader never sees a half-written model directory
+    tmp.rename(out)
     return out

@@ -17,6 +17,7 @@ class RunnerSpec(BaseModel):
     out: str = Field(description="Output root the runner writes videos, sidecars and results rows to")
     device: str = "cpu"
     dtype: str = "float32"
+    profile: str | None = None
     run_id: str
     torch_threads: int | None = None
     offload: OffloadMode = "auto"
@@ -43,11 +44,11 @@ def build_runner(spec: RunnerSpec, node_id: str | None = None):
 
     if spec.torch_threads:
         use_cpu_threads(spec.torch_threads)
-    model = resolve_model(spec.model)
+    model = resolve_model(spec.model, spec.profile)
     if spec.engine == "ltx2":
         from ltx_ray.engine.ltx2 import LTX2Engine
 
-        engine = LTX2Engine(model.path, device=spec.device, dtype=spec.dtype, defaults=model.defaults, offload=spec.offload)
+        engine = LTX2Engine(model.path, device=spec.device, dtype=spec.dtype, profile=model.profile, offload=spec.offload)
     else:
         engine = load_object(spec.engine)(model=model, device=spec.device, dtype=spec.dtype)
     return JobRunner(

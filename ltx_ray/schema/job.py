@@ -7,7 +7,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ltx_ray.schema.fields import DEFAULT_SEGMENT_FRAMES, DEFAULT_V2V_STRENGTH, Keyframe, Lora, Task
+from ltx_ray.schema.profiles import DEV_AUDIO, DEV_VIDEO, Guider, Schedule
 from ltx_ray.schema.qc import QCConfig
+from ltx_ray.schema.schedules import STAGE_2_DISTILLED_SIGMAS, StagePlan, stage1_sigmas, video_tokens
 
 
 class Job(BaseModel):
@@ -39,6 +41,15 @@ class Job(BaseModel):
     seed: int
     steps: int
     guidance_scale: float
+    # From the model's profile (schema/profiles.py), resolved per job so the job hash changes
+    # when a recipe does and ``ltx-ray plan`` shows what will run.
+    profile: str = "ltx-2.0-dev"
+    video_guidance: Guider = DEV_VIDEO
+    audio_guidance: Guider = DEV_AUDIO
+    stg_blocks: list[int] = Field(default_factory=lambda: [29])
+    cross_timestep: bool = False
+    schedule: Schedule = "ltx2_dev"
+    distilled_lora: str | None = Field(default=None, description="stage 2's LoRA file (two-stage on a dev model)")
     audio: bool
     metadata: dict[str, Any] = Field(default_factory=dict)
     qc: QCConfig | None = Field(default=None, description="Quality checks; None: the video is accepted as generated")
@@ -51,14 +62,32 @@ class Job(BaseModel):
     @property
     def video_tokens(self) -> int:
         """Latent tokens of the video stream at the real 32x / 8x compression."""
-        return ((self.num_frames - 1) // 8 + 1) * (self.height // 32) * (self.width // 32)
+        return video_tokens(self.width, self.height, self.num_frames)
 
     @property
     def transformer_passes(self) -> int:
-        """Transformer passes per step: 1 without guidance (distilled), else 3 (cond, uncond, STG)."""
-        return 1 if self.guidance_scale <= 1.0 else 3
+        """Transformer passes per stage-1 step, as diffusers' LTX2 pipelines run them: one
+        conditional pass, plus one each for CFG (either modality), STG and modality guidance."""
+        v, a = self.video_guidance, self.audio_guidance
+        return 1 + (v.cfg > 1 or a.cfg > 1) + (v.stg > 0 or a.stg > 0) + (v.modality > 1 or a.modality > 1)
+
+    @property
+    def stages(self) -> list[StagePlan]:
+        """What runs: stage 1 (at half size when two-stage), then the distilled refinement."""
+        half = 2 if self.two_stage else 1
+        w, h = self.width // half, self.height // half
+        sigmas = stage1_sigmas(self.schedule, self.steps)
+        plans = [StagePlan(stage=1, width=w, height=h, video_tokens=video_tokens(w, h, self.num_frames), steps=len(sigmas),
+                           sigmas=sigmas, transformer_passes_per_step=self.transformer_passes)]
+        if self.two_stage:
+            plans.append(StagePlan(
+                stage=2, width=self.width, height=self.height, video_tokens=self.video_tokens,
+                steps=len(STAGE_2_DISTILLED_SIGMAS), sigmas=list(STAGE_2_DISTILLED_SIGMAS), transformer_passes_per_step=1,
+                lora=self.distilled_lora,
+            ))
+        return plans
 
     @property
     def denoise_cost(self) -> int:
-        """Relative GPU cost of the job: video tokens x steps x passes (what batch.run orders by)."""
-        return self.video_tokens * self.steps * self.transformer_passes
+        """Relative GPU cost of the job: tokens x steps x passes over its stages (what batch.run orders by)."""
+        return sum(s.video_tokens * s.steps * s.transformer_passes_per_step for s in self.stages)

@@ -34,7 +34,7 @@ from ltx_ray.schema.fields import (
     stable_seed,
 )
 from ltx_ray.schema.job import Job
-from ltx_ray.schema.model import ModelDefaults
+from ltx_ray.schema.profiles import UNGUIDED, ModelProfile
 from ltx_ray.schema.qc import QCConfig
 
 
@@ -303,15 +303,16 @@ class ManifestRow(BaseModel):
             return frames_for_seconds(self.seconds, self.resolved_fps())
         return DEFAULT_NUM_FRAMES
 
-    def resolve(self, defaults: ModelDefaults) -> Job:
+    def resolve(self, profile: ModelProfile) -> Job:
         """Every default filled in: what will actually be generated."""
         task = self.task or self.inferred_task()
         preset = PRESETS.get(self.preset or "")
+        guidance = self.guidance_scale if self.guidance_scale is not None else profile.guidance_scale
         return Job(
             job_id=self.job_id,
             task=task,
             prompt=self.prompt,
-            negative_prompt=self.negative_prompt if self.negative_prompt is not None else defaults.negative_prompt,
+            negative_prompt=self.negative_prompt if self.negative_prompt is not None else profile.negative_prompt,
             image_uri=self.image_uri,
             keyframes=sorted(self.keyframes or [], key=lambda k: k.frame),
             video_uri=self.video_uri,
@@ -331,8 +332,17 @@ class ManifestRow(BaseModel):
             num_frames_from_audio=task == "a2v" and self.num_frames is None and self.seconds is None,
             fps=self.resolved_fps(),
             seed=self.seed if self.seed is not None else stable_seed(self.job_id),
-            steps=self.steps or defaults.steps,
-            guidance_scale=self.guidance_scale if self.guidance_scale is not None else defaults.guidance_scale,
+            steps=self.steps or profile.steps,
+            guidance_scale=guidance,
+            profile=profile.name,
+            # guidance_scale <= 1 asks for no guidance at all: one pass per step, as a distilled
+            # model runs (diffusers would still add audio CFG, STG and modality passes).
+            video_guidance=profile.video.model_copy(update={"cfg": guidance}) if guidance > 1 else UNGUIDED,
+            audio_guidance=profile.audio if guidance > 1 else UNGUIDED,
+            stg_blocks=profile.stg_blocks,
+            cross_timestep=profile.cross_timestep,
+            schedule=profile.schedule,
+            distilled_lora=profile.distilled_lora if self.resolved_two_stage() else None,
             audio=True if self.audio is None else self.audio,
             metadata=json.loads(self.metadata) if self.metadata else {},
             qc=self.qc,

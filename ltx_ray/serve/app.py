@@ -32,16 +32,18 @@ class Generator:
         import ray
 
         from ltx_ray.job.build import RunnerSpec, build_runner
+        from ltx_ray.schema.profiles import default_dtype
         from ltx_ray.serve.jobs import StoreJobStore
         from ltx_ray.serve.worker import VideoWorker
 
         jobs = StoreJobStore(args.store)
         spec = RunnerSpec(
-            model=args.model, out=jobs.outputs.root_uri, device=args.device, dtype=args.dtype, run_id=args.run_id,
+            model=args.model, out=jobs.outputs.root_uri, device=args.device,
+            dtype=args.dtype or default_dtype(args.device), profile=args.profile, run_id=args.run_id,
             torch_threads=args.torch_threads, offload=args.offload, engine=args.engine,
         )
         runner = build_runner(spec, node_id=ray.get_runtime_context().get_node_id())
-        self.worker = VideoWorker(jobs, runner, runner.model.defaults)
+        self.worker = VideoWorker(jobs, runner, runner.model.profile)
 
     def run(self, video_id: str, attempt: int) -> str:
         return self.worker.run(video_id, attempt)

@@ -24,7 +24,9 @@ class ServeArgs(BaseModel):
     model: str = Field(default="tiny", description="'tiny' (random weights), a local folder, an object-store URI or a hub id.")
     served_model_name: str | None = Field(default=None, description="The `model` reported on videos when a request names none; default --model.")
     device: str = Field(default="cpu", description="Torch device of each generator replica.")
-    dtype: Literal["float32", "bfloat16", "float16"] = Field(default="float32", description="Weights and compute dtype.")
+    dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
+        default=None, description="Weights and compute dtype (default: bfloat16 on cuda, float32 on cpu).")
+    profile: str | None = Field(default=None, description="The model's generation profile (default: detected from its configs).")
     replicas: int = Field(default=1, ge=1, description="Generator replicas; each runs one job at a time.")
     gpus_per_replica: float = Field(default=0, ge=0, description="GPUs reserved by each generator replica.")
     cpus_per_replica: float = Field(default=1, ge=0, description="CPUs reserved by each generator replica.")

@@ -22,7 +22,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from ltx_ray.job.inputs import MAX_IMAGE_PIXELS
-from ltx_ray.schema.model import ModelDefaults
+from ltx_ray.schema.profiles import ModelProfile
 from ltx_ray.serve.config import ServeArgs
 from ltx_ray.serve.intake import Upload, check_server_paths, parse_create, set_input_uri, validate_row
 from ltx_ray.serve.jobs import SPRITESHEET_SUFFIX, JobAbandoned, JobStore, check_video_id
@@ -106,7 +106,7 @@ class VideoService:
             video_id = f"video_{uuid.uuid4().hex}"
             row = validate_row(intake, video_id)  # first with placeholders: a bad request fetches nothing
             check_server_paths(row, self.args.lora_prefixes, intake)
-            job = row.resolve(ModelDefaults())
+            job = row.resolve(ModelProfile())
             pixels = job.width * job.height * job.num_frames
             if pixels > self.args.max_frame_pixels:
                 param = intake.api_names.get("width", "size")

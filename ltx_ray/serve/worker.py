@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from ltx_ray.job.runner import JobRunner
 from ltx_ray.schema.manifest import ManifestRow
-from ltx_ray.schema.model import ModelDefaults
+from ltx_ray.schema.profiles import ModelProfile
 from ltx_ray.serve.jobs import JobAbandoned, JobStore
 from ltx_ray.serve.protocol import VideoError
 
@@ -24,7 +24,7 @@ DENOISE_SHARE = 90
 class VideoWorker:
     """Runs jobs from a JobStore on one JobRunner (one loaded engine)."""
 
-    def __init__(self, jobs: JobStore, runner: JobRunner, defaults: ModelDefaults):
+    def __init__(self, jobs: JobStore, runner: JobRunner, defaults: ModelProfile):
         self.jobs = jobs
         self.runner = runner
         self.defaults = defaults

@@ -22,8 +22,9 @@ from ltx_ray.schema.columns import columns
 from ltx_ray.schema.fields import JOB_ID_PATTERN
 from ltx_ray.schema.job import Job
 from ltx_ray.schema.manifest import ManifestRow
-from ltx_ray.schema.model import ModelDefaults
+from ltx_ray.schema.profiles import ModelProfile
 from ltx_ray.schema.problems import RowProblem, problems_from_validation_error
+from ltx_ray.schema.schedules import DISTILLED_SIGMAS
 from ltx_ray.storage.arrow import arrow_type
 
 PASSTHROUGH_PREFIX = "x_"
@@ -106,7 +107,7 @@ def read_manifest_rows(uri: str) -> list[dict]:
 
 
 def validate_rows(
-    rows_by_source: list[tuple[str, list[dict]]], defaults: ModelDefaults
+    rows_by_source: list[tuple[str, list[dict]]], defaults: ModelProfile
 ) -> ValidatedManifest:
     """Validate every row of every manifest; report all problems, never stop at the first."""
     result = ValidatedManifest(sources=[s for s, _ in rows_by_source])
@@ -146,6 +147,14 @@ def validate_rows(
                 continue
             seen[parsed.job_id] = where
             job = parsed.resolve(defaults)
+            if job.schedule == "distilled" and job.steps != len(DISTILLED_SIGMAS):
+                problem = RowProblem(
+                    job_id=parsed.job_id, field="steps", value=repr(job.steps), source=where,
+                    message=f"profile {job.profile} runs its {len(DISTILLED_SIGMAS)} distilled sigmas; leave steps empty "
+                            f"or set it to {len(DISTILLED_SIGMAS)}",
+                )
+                result.invalid.append(InvalidRow(key=key, job_id=parsed.job_id, problems=[problem]))
+                continue
             job.passthrough = {k: _jsonable(v) for k, v in passthrough.items()}
             result.jobs.append(job)
     return result
@@ -185,7 +194,7 @@ def _row_key(source: str, index: int, job_id) -> str:
     return f"invalid-row-{digest}"
 
 
-def load_and_validate(paths: list[str], defaults: ModelDefaults) -> ValidatedManifest:
+def load_and_validate(paths: list[str], defaults: ModelProfile) -> ValidatedManifest:
     """Read every manifest named by ``paths`` and validate all its rows."""
     files = expand_manifest_paths(paths)
     rows_by_source = [(uri, read_manifest_rows(uri)) for uri in files]

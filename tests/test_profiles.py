@@ -1,0 +1,171 @@
+"""Real checkpoints as shipped, shown on the architecture twins: the profile each layout is
+detected as, the precision asked for, the official schedules and guidance passes, and the
+stage-2 LoRA under its real name."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+
+from ltx_ray.engine.twins import TWIN_GENERATIONS, resolve_twin
+from ltx_ray.engine.weights import check_companions, resolve_model
+from ltx_ray.errors import ModelNotFound
+from ltx_ray.schema.fields import PRESETS
+from ltx_ray.schema.manifest import ManifestRow
+from ltx_ray.schema.profiles import PROFILES, precision_problem
+from ltx_ray.schema.schedules import DISTILLED_SIGMAS, STAGE_2_DISTILLED_SIGMAS, ltx2_dev_sigmas
+
+pytestmark = pytest.mark.e2e  # builds (once, cached) the three twins
+
+DETECTED = {"ltx-2.0": "ltx-2.0-dev", "ltx-2.3": "ltx-2.3-dev", "ltx-2.5": "ltx-2.5-distilled"}
+SMALL = {"width": 64, "height": 64, "num_frames": 9}
+
+
+@pytest.fixture(scope="module")
+def twins(model_cache):
+    return {g: resolve_twin(g) for g in TWIN_GENERATIONS}
+
+
+@pytest.mark.parametrize("generation", TWIN_GENERATIONS)
+def test_each_real_layout_is_detected_as_its_generation_from_its_configs(twins, generation):
+    assert resolve_model(str(twins[generation])).profile.name == DETECTED[generation]
+
+
+def test_a_dev_layout_with_a_non_shifting_scheduler_is_the_distilled_checkpoint(twins, tmp_path):
+    folder = tmp_path / "ltx-2-distilled"
+    shutil.copytree(twins["ltx-2.0"], folder)
+    config = folder / "scheduler" / "scheduler_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "use_dynamic_shifting": False, "shift_terminal": None}))
+    assert resolve_model(str(folder)).profile.name == "ltx-2.0-distilled"
+    # The model card or --profile names another one.
+    card = folder / "ltx_ray_model.json"
+    card.write_text(json.dumps({**json.loads(card.read_text()), "profile": "ltx-2.3-distilled"}))
+    assert resolve_model(str(folder)).profile.name == "ltx-2.3-distilled"
+    assert resolve_model(str(folder), profile="ltx-2.4-dev").profile.image_crf == 18
+
+
+def test_an_unknown_model_is_fatal_listing_the_profiles_and_the_card(twins, tmp_path):
+    folder = tmp_path / "not-ltx"
+    shutil.copytree(twins["ltx-2.0"], folder)
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "WanPipeline"}))
+    with pytest.raises(ModelNotFound) as err:
+        resolve_model(str(folder))
+    assert "WanPipeline" in str(err.value) and "ltx-2.5-distilled" in str(err.value) and "ltx_ray_model.json" in str(err.value)
+    with pytest.raises(ModelNotFound, match="no profile of that name"):
+        resolve_model(str(twins["ltx-2.0"]), profile="ltx-9")
+
+
+def test_the_official_recipe_values_per_generation():
+    p = PROFILES
+    assert (p["ltx-2.0-dev"].steps, p["ltx-2.0-dev"].stg_blocks, p["ltx-2.0-dev"].cross_timestep) == (40, [29], False)
+    assert (p["ltx-2.3-dev"].steps, p["ltx-2.3-dev"].stg_blocks, p["ltx-2.3-dev"].cross_timestep) == (30, [28], True)
+    assert [p[n].image_crf for n in ("ltx-2.0-dev", "ltx-2.3-dev", "ltx-2.4-dev", "ltx-2.5-full")] == [33, 33, 18, 18]
+    assert p["ltx-2.0-dev"].audio.cfg == 7.0 and p["ltx-2.0-dev"].video.cfg == 3.0
+    assert p["ltx-2.0-dev"].negative_prompt.startswith("has_subtitles, has_blurbox")
+    for name in ("ltx-2.0-distilled", "ltx-2.3-distilled", "ltx-2.5-distilled"):
+        assert p[name].video.is_off and p[name].audio.is_off and p[name].schedule == "distilled"
+
+
+def test_the_dev_schedule_is_ltx2schedulers_fixed_shift_which_diffusers_matches_only_at_4096_tokens():
+    from diffusers import FlowMatchEulerDiscreteScheduler
+    from diffusers.pipelines.ltx2.pipeline_ltx2 import calculate_shift
+
+    real = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.95, max_shift=2.05,
+                                           base_image_seq_len=1024, max_image_seq_len=4096, shift_terminal=0.1)
+
+    def diffusers_sigmas(steps, tokens):
+        real.set_timesteps(steps, sigmas=np.linspace(1.0, 1 / steps, steps), mu=calculate_shift(tokens, 1024, 4096, 0.95, 2.05))
+        return real.sigmas[:-1].tolist()
+
+    for steps in (8, 30, 40):
+        assert np.allclose(ltx2_dev_sigmas(steps), diffusers_sigmas(steps, 4096), atol=1e-6)
+        assert ltx2_dev_sigmas(steps)[-1] == pytest.approx(0.1)
+    # What the pipelines would do with the shipped config: shifted by the token count, NaN when large.
+    assert not np.allclose(ltx2_dev_sigmas(40), diffusers_sigmas(40, 6144), atol=1e-3)  # 768x512x121
+    assert all(math.isnan(s) for s in diffusers_sigmas(40, 63240))  # 1920x1088x241 one stage
+
+
+@pytest.mark.parametrize("profile", [n for n in PROFILES if n != "tiny"])
+def test_every_preset_and_length_up_to_4k_and_20_s_has_finite_strictly_decreasing_sigmas(profile):
+    for preset in PRESETS:
+        for seconds in (1, 5, 10, 20):
+            job = ManifestRow(job_id="j", prompt="p", preset=preset, seconds=seconds).resolve(PROFILES[profile])
+            for stage in job.stages:
+                s = stage.sigmas
+                assert all(math.isfinite(x) and 0 < x <= 1 for x in s), (preset, seconds, stage)
+                assert all(a > b for a, b in zip(s, s[1:])), (preset, seconds, stage)
+            assert job.stages[0].sigmas == (DISTILLED_SIGMAS if "distilled" in profile else ltx2_dev_sigmas(job.steps))
+            if job.two_stage:
+                assert job.stages[1].sigmas == STAGE_2_DISTILLED_SIGMAS and job.stages[1].transformer_passes_per_step == 1
+
+
+def test_float16_on_bfloat16_trained_weights_is_refused_with_the_reason():
+    assert "bfloat16" in precision_problem("float16", PROFILES["ltx-2.0-dev"])
+    assert precision_problem("bfloat16", PROFILES["ltx-2.5-distilled"]) is None
+
+
+def test_float16_is_a_fatal_error_before_any_row_runs(twins, tmp_path, capsys):
+    from ltx_ray.cli import main
+    from ltx_ray.storage.manifest import write_manifest
+
+    write_manifest([{"job_id": "a", "prompt": "p", **SMALL}], str(tmp_path / "m.parquet"))
+    code = main(["run", str(tmp_path / "m.parquet"), "--out", str(tmp_path / "out"), "--model", str(twins["ltx-2.0"]),
+                 "--dtype", "float16"])
+    assert code == 2 and "use --dtype bfloat16" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "results").exists()
+
+
+def test_two_stage_without_the_real_stage_2_lora_is_fatal_naming_the_file(twins, tmp_path):
+    folder = tmp_path / "no-lora"
+    shutil.copytree(twins["ltx-2.0"], folder)
+    (folder / "ltx-2-19b-distilled-lora-384.safetensors").unlink()
+    model = resolve_model(str(folder))
+    jobs = [ManifestRow(job_id="p", prompt="p", two_stage=True, **SMALL).resolve(model.profile)]
+    with pytest.raises(ModelNotFound, match="ltx-2-19b-distilled-lora-384.safetensors"):
+        check_companions(model, jobs)
+    check_companions(resolve_model(str(twins["ltx-2.0"])), jobs)  # the twin ships it under that name
+
+
+def count_passes(engine):
+    """Batch items through the DiT per call: a CFG call carries 2 (cond + uncond)."""
+    calls = []
+    handle = engine._pipes["t2v"].transformer.register_forward_pre_hook(
+        lambda _m, args, kwargs: calls.append((kwargs.get("hidden_states", args[0] if args else None)).shape[0]),
+        with_kwargs=True,
+    )
+    return calls, handle
+
+
+@pytest.mark.parametrize("generation", TWIN_GENERATIONS)
+def test_each_twin_runs_in_bfloat16_with_its_profiles_sigmas_and_passes(twins, generation):
+    from ltx_ray.engine.ltx2 import LTX2Engine
+    from ltx_ray.engine.types import JobInputs
+
+    model = resolve_model(str(twins[generation]))
+    engine = LTX2Engine(model.path, device="cpu", dtype="bfloat16", profile=model.profile)
+    assert set(engine.component_dtypes.values()) == {"bfloat16"}, engine.component_dtypes
+    assert {"transformer", "text_encoder", "vae", "audio_vae", "vocoder", "connectors"} <= set(engine.component_dtypes)
+    steps = 8 if model.profile.schedule == "distilled" else 2
+    job = ManifestRow(job_id="j", prompt="a fox", steps=steps, two_stage=True, **{**SMALL, "width": 128, "height": 128}
+                      ).resolve(model.profile)
+    calls, handle = count_passes(engine)
+    try:
+        clip = engine.generate(job, JobInputs())
+    finally:
+        handle.remove()
+    assert np.isfinite(clip.frames.astype(np.float32)).all() and clip.frames.shape == (9, 128, 128, 3)
+    first, second = clip.info["stages"]
+    assert first["sigmas"] == job.stages[0].sigmas and second["sigmas"] == STAGE_2_DISTILLED_SIGMAS
+    # Stage 1 costs the profile's passes per step, stage 2 one unguided pass per step.
+    assert sum(calls) == first["steps"] * first["transformer_passes_per_step"] + second["steps"]
+    expected_lora = {"ltx-2.0": "ltx-2-19b-distilled-lora-384.safetensors",
+                     "ltx-2.3": "ltx-2.3-22b-distilled-lora-384-1.1.safetensors", "ltx-2.5": None}[generation]
+    assert clip.info["distilled_lora"] == expected_lora  # 2.5's transformer/ is distilled itself
+    if generation == "ltx-2.5":
+        assert first["transformer_passes_per_step"] == 1 and first["sigmas"] == DISTILLED_SIGMAS
+    else:
+        assert first["transformer_passes_per_step"] == 4  # cond + uncond (one batch of 2), STG, modality

@@ -81,6 +81,7 @@ def test_the_dev_schedule_is_ltx2schedulers_fixed_shift_which_diffusers_matches_
         real.set_timesteps(steps, sigmas=np.linspace(1.0, 1 / steps, steps), mu=calculate_shift(tokens, 1024, 4096, 0.95, 2.05))
         return real.sigmas[:-1].tolist()
 
+    assert ltx2_dev_sigmas(1) == [1.0]  # a one-step job (Serve allows it) has nothing to stretch
     for steps in (8, 30, 40):
         assert np.allclose(ltx2_dev_sigmas(steps), diffusers_sigmas(steps, 4096), atol=1e-6)
         assert ltx2_dev_sigmas(steps)[-1] == pytest.approx(0.1)

@@ -89,8 +89,8 @@ def run(config: RunConfig, log=print) -> RunSummary:
     store = OutputStore(config.out)
     store.check_writable()
     model = resolve_model(config.model, config.profile)
-    dtype = config.dtype or default_dtype(config.device)
-    if problem := precision_problem(dtype, model.profile):
+    config = config.model_copy(update={"dtype": config.dtype or default_dtype(config.device)})
+    if problem := precision_problem(config.dtype, model.profile):
         raise PrecisionError(problem)
     if config.model == "tiny":
         log("note: using the embedded tiny LTX-2 (random weights): the videos are noise. Pass --model for real weights.")
@@ -220,7 +220,7 @@ def _generate_on_ray(config: RunConfig, run_id: str, jobs_uri: str, filesystem, 
         configure_data_context(config.no_progress_timeout_s)
         DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
         worker = RunnerSpec(
-            model=config.model, out=config.out, device=config.device, dtype=dtype, run_id=run_id, profile=config.profile,
+            model=config.model, out=config.out, device=config.device, dtype=config.dtype, run_id=run_id, profile=config.profile,
             engine=config.engine, runner=config.runner,
             offload=config.offload,
             # On CPU a replica's torch may use its share of the node's cores, not just the

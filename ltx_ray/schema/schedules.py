@@ -33,6 +33,8 @@ def ltx2_dev_sigmas(steps: int, tokens: int = MAX_SHIFT_ANCHOR) -> list[float]:
     t = [1.0 - i / steps for i in range(steps)]  # linspace(1, 0, steps + 1) without the 0
     sigmas = [math.exp(shift) / (math.exp(shift) + (1.0 / s - 1.0)) for s in t]
     scale = (1.0 - sigmas[-1]) / (1.0 - TERMINAL)
+    if scale == 0.0:  # one step: the only sigma is 1.0 and there is nothing to stretch (ltx-core would divide by 0)
+        return sigmas
     return [1.0 - (1.0 - s) / scale for s in sigmas]
 
 

@@ -147,9 +147,13 @@ def test_a_rerun_regenerates_nothing_and_force_regenerates(ray_local, tmp_path):
     assert (first.succeeded, second.succeeded, second.skipped) == (1, 0, 1)
     assert (tmp_path / "out" / "once.mp4").stat().st_mtime_ns == mtime
     assert pq.read_table(tmp_path / "out" / "results").num_rows == 1
-    # a changed row is a new job
+    # a changed row is a new job, and the run says what changed
     write_manifest([{"job_id": "once", "prompt": "another prompt", **SMALL}], str(tmp_path / "m.parquet"))
-    assert run(cfg, log=lambda *_: None).succeeded == 1
+    lines = []
+    third = run(cfg, log=lines.append)
+    assert third.succeeded == 1
+    assert third.recipe_changes == {"once": ['prompt: "p" -> "another prompt"']}
+    assert any(line.startswith("regenerating once, finished before with another recipe: prompt:") for line in lines)
     assert run(cfg.model_copy(update={"force": True}), log=lambda *_: None).succeeded == 1
 
 

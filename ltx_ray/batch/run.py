@@ -18,7 +18,8 @@ from ltx_ray.errors import PrecisionError
 from ltx_ray.job.record import new_run_id, now
 from ltx_ray.products.report import write_report
 from ltx_ray.schema.profiles import default_dtype, precision_problem
-from ltx_ray.schema.results import ResultRow, job_hash
+from ltx_ray.schema.job import Job
+from ltx_ray.schema.results import ResultRow, job_hash, recipe, recipe_changes
 from ltx_ray.storage.manifest import InvalidRow, load_and_validate
 from ltx_ray.storage.results import read_results, write_result
 from ltx_ray.storage.store import OutputStore
@@ -73,6 +74,9 @@ class RunSummary(BaseModel):
     gpu_seconds: float = 0.0
     replica_seconds: float = 0.0
     stage_seconds: dict[str, float] = Field(default_factory=dict)
+    recipe_changes: dict[str, list[str]] = Field(
+        default_factory=dict, description="job_id -> what changed since it last succeeded here (why it is generated again)"
+    )
     report_uri: str | None = Field(default=None, description="The run's review page, _runs/{run_id}/report.html")
 
     @property
@@ -103,9 +107,11 @@ def run(config: RunConfig, log=print) -> RunSummary:
         for problem in row.problems:
             log(f"invalid: {problem}")
 
-    # 3. Resume: skip jobs whose identical spec already succeeded here.
-    pending = manifest.jobs if config.force else _not_yet_done(store, manifest.jobs, model)
+    # 3. Resume: skip jobs whose identical recipe already succeeded here; say what changed for the others.
+    pending, changes = (manifest.jobs, {}) if config.force else _not_yet_done(store, manifest.jobs, model)
     skipped = len(manifest.jobs) - len(pending)
+    for job_id, lines in changes.items():
+        log(f"regenerating {job_id}, finished before with another recipe: {'; '.join(lines)}")
     log(f"run {run_id}: {len(manifest.jobs) + len(manifest.invalid)} rows, {len(pending)} to generate, "
         f"{skipped} already done, {len(manifest.invalid)} invalid")
 
@@ -142,6 +148,7 @@ def run(config: RunConfig, log=print) -> RunSummary:
         gpu_seconds=round(totals.gpu_seconds, 3),
         replica_seconds=round(totals.replica_seconds, 3),
         stage_seconds=totals.stage_seconds,
+        recipe_changes=changes,
     )
     summary.report_uri = write_report(
         store, run_id, job_ids={j.job_id for j in manifest.jobs} | {r.key for r in manifest.invalid},
@@ -181,14 +188,22 @@ def _invalid_result(row: InvalidRow, run_id: str) -> ResultRow:
     )
 
 
-def _not_yet_done(store: OutputStore, jobs, model) -> list:
-    table = read_results(store)
-    done = {
-        (r["job_id"], r["job_hash"])
-        for r in table.select(["job_id", "status", "job_hash"]).to_pylist()
+def _not_yet_done(store: OutputStore, jobs, model) -> tuple[list, dict[str, list[str]]]:
+    """The jobs to generate, and for each one that succeeded before with another recipe, what changed."""
+    finished = {
+        r["job_id"]: r
+        for r in read_results(store).select(["job_id", "status", "job_hash", "recipe"]).to_pylist()
         if r["status"] == "succeeded"
     }
-    return [j for j in jobs if (j.job_id, job_hash(j, model)) not in done]
+    pending, changes = [], {}
+    for job in jobs:
+        before = finished.get(job.job_id)
+        if before is not None and before["job_hash"] == job_hash(job, model):
+            continue
+        pending.append(job)
+        if before is not None:
+            changes[job.job_id] = recipe_changes(before["recipe"], recipe(job, model), Job)
+    return pending, changes
 
 
 def _write_jobs_file(store: OutputStore, run_id: str, jobs) -> tuple[str, object]:

@@ -29,7 +29,7 @@ from ltx_ray.job.qc import QCReport, check_video
 from ltx_ray.schema.fields import stable_seed
 from ltx_ray.schema.job import Job
 from ltx_ray.schema.model import ResolvedModel
-from ltx_ray.schema.results import ResultRow, job_hash
+from ltx_ray.schema.results import ResultRow, hash_recipe, recipe
 from ltx_ray.storage.mux import MuxInfo, preview_webp, thumbnail_jpeg, write_mp4
 from ltx_ray.storage.results import write_result
 from ltx_ray.storage.store import OutputStore
@@ -146,10 +146,11 @@ class JobRunner:
 
     def _row_base(self, job: Job) -> dict[str, Any]:
         """The columns every row of this job has, whatever happens to it."""
+        spec = recipe(job, self.model)
         return dict(
             job_id=job.job_id, task=job.task, seed=job.seed, model=self.model.model_id, metadata=job.metadata,
-            passthrough=job.passthrough, job_hash=job_hash(job, self.model), run_id=self.run_id, node_id=self.node_id,
-            worker=self.worker,
+            passthrough=job.passthrough, job_hash=hash_recipe(spec), recipe=json.dumps(spec, sort_keys=True),
+            run_id=self.run_id, node_id=self.node_id, worker=self.worker,
         )
 
     def _tags(self, job: Job) -> dict[str, str]:

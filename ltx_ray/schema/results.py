@@ -58,7 +58,11 @@ class ResultRow(BaseModel):
         default=None, description="Quality checks: {passed, config, attempts: [{attempt, seed, pass, checks}]}; null when off"
     )
     attempts: int | None = Field(default=None, description="Videos generated for this job (more than 1 when QC retried)")
-    job_hash: str | None = None
+    job_hash: str | None = Field(default=None, description="sha256 of `recipe`: a rerun skips the job while it is unchanged")
+    recipe: str | None = Field(
+        default=None, description="JSON of what the job_hash is taken over (the resolved job without its defaults, "
+        "the model and its revision): a rerun names what changed"
+    )
     node_id: str | None = Field(default=None, description="Ray node that generated the job")
     worker: str | None = Field(default=None, description="host:pid of the worker process")
     run_id: str | None = None
@@ -73,11 +77,63 @@ class ResultRow(BaseModel):
         return row
 
 
-def job_hash(job: Job, model: ResolvedModel) -> str:
-    """Fingerprint of what a job would produce: a changed row or model means a new video.
+def recipe(job: Job, model: ResolvedModel) -> dict:
+    """What a job would produce, as data: the resolved job, the model and its revision.
 
-    It lives here, beside the row that records it, so that resuming (batch.run) and light
-    workers never import torch.
+    Fields at their default are left out, so a parameter that a later ltx-ray adds with a
+    default that keeps the old behaviour does not change the hash of rows finished before it.
+    (A real change always shows: the old or the new value differs from the default.) It
+    lives here, beside the row that records it, so that resuming (batch.run) never imports torch.
     """
-    spec = {"job": job.model_dump(mode="json", exclude={"metadata", "passthrough", "qc"}), "model": model.model_id, "rev": model.revision}
+    return {
+        "job": job.model_dump(mode="json", exclude={"metadata", "passthrough", "qc"}, exclude_defaults=True),
+        "model": model.model_id,
+        "rev": model.revision,
+    }
+
+
+def job_hash(job: Job, model: ResolvedModel) -> str:
+    """Fingerprint of what a job would produce: a changed row or model means a new video."""
+    return hash_recipe(recipe(job, model))
+
+
+def hash_recipe(spec: dict) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+def recipe_changes(old: str | None, new: dict, job_type: type[BaseModel]) -> list[str]:
+    """What differs between a finished row's recorded recipe (JSON) and a job's new one, as
+    ``field: old -> new`` lines (nested fields dotted, long values cut)."""
+    if old is None:
+        return ["no recipe recorded (finished by an earlier ltx-ray)"]
+    before = json.loads(old)
+    lines = [f"{k}: {_short(before.get(k))} -> {_short(new[k])}" for k in ("model", "rev") if before.get(k) != new[k]]
+    a, b = _flat(_with_defaults(before.get("job", {}), job_type)), _flat(_with_defaults(new["job"], job_type))
+    lines += [f"{k}: {_short(a.get(k))} -> {_short(b.get(k))}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
+    return lines
+
+
+def _with_defaults(job: dict, job_type: type[BaseModel]) -> dict:
+    full = {}
+    for name, field in job_type.model_fields.items():
+        if name in job:
+            full[name] = job[name]
+        elif not field.is_required():
+            default = field.get_default(call_default_factory=True)
+            full[name] = default.model_dump(mode="json") if isinstance(default, BaseModel) else default
+    return full | {k: v for k, v in job.items() if k not in full}
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out |= _flat(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -213,12 +213,14 @@ def test_the_entrypoint_carries_every_run_option_and_parses_back_to_the_same_run
     submitted = parser().parse_args(
         ["submit", "s3://b/m.parquet", "--out", "s3://b/out", "--address", "http://h:8265", "--model", "/models/ltx",
          "--device", "cuda", "--dtype", "bfloat16", "--replicas", "8", "--gpus-per-replica", "2", "--force",
-         "--recipe", "/opt/ltx-ray/pipelines/product-360.yaml", "--gpu-hour-usd", "2.5"]
+         "--recipe", "/opt/ltx-ray/pipelines/product-360.yaml", "--gpu-hour-usd", "2.5",
+         "--distilled-lora", "s3://b/loras/stage2.safetensors"]
     )
     argv = run_argv(submitted, submitted.manifests)
     rerun = parser().parse_args(["run", *argv])
     assert run_config_from_args(rerun, rerun.manifests) == run_config_from_args(submitted, submitted.manifests).model_copy(update={"address": None})
     assert "--address" not in argv
+    assert rerun.distilled_lora == "s3://b/loras/stage2.safetensors"
     assert rerun.recipe == "/opt/ltx-ray/pipelines/product-360.yaml"
     # The id depends on the run: another output is another submission, the same run the same one.
     assert base_submission_id("n", argv) == base_submission_id("n", list(argv))

@@ -36,6 +36,10 @@ class RunConfig(BaseModel):
         default=None, description="weights and compute dtype (default: bfloat16 on cuda, float32 on cpu)"
     )
     profile: str | None = Field(default=None, description="the model's generation profile (default: detected from its configs)")
+    upsampler: str | None = Field(default=None, description="x2 latent upsampler folder (local or URI) for two-stage jobs, "
+                                  "instead of the model's latent_upsampler/")
+    distilled_lora: str | None = Field(default=None, description="stage-2 distilled LoRA file (local or URI) for two-stage "
+                                       "jobs on a dev model, instead of the profile's file at the model's root")
     address: str | None = Field(default=None, description="Ray cluster address (default: start a local Ray)")
     replicas: int = Field(default=1, ge=1, description="generation actors, started all at once")
     gpus_per_replica: float = Field(default=0, ge=0, description="GPUs each replica owns (its components are placed over them)")
@@ -92,7 +96,7 @@ def run(config: RunConfig, log=print) -> RunSummary:
     # 1. Fatal checks first, before any model loads or GPU starts.
     store = OutputStore(config.out)
     store.check_writable()
-    model = resolve_model(config.model, config.profile)
+    model = resolve_model(config.model, config.profile, upsampler=config.upsampler, distilled_lora=config.distilled_lora)
     config = config.model_copy(update={"dtype": config.dtype or default_dtype(config.device)})
     if problem := precision_problem(config.dtype, model.profile):
         raise PrecisionError(problem)
@@ -236,6 +240,7 @@ def _generate_on_ray(config: RunConfig, run_id: str, jobs_uri: str, filesystem, 
         DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
         worker = RunnerSpec(
             model=config.model, out=config.out, device=config.device, dtype=config.dtype, run_id=run_id, profile=config.profile,
+            upsampler=config.upsampler, distilled_lora=config.distilled_lora,
             engine=config.engine, runner=config.runner,
             offload=config.offload,
             # On CPU a replica's torch may use its share of the node's cores, not just the

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 # The ServeArgs fields `ltx-ray serve` takes as flags (the others come from a Serve config).
-SERVE_FLAGS = ["model", "store", "replicas", "gpus_per_replica", "cpus_per_replica", "device", "dtype", "profile", "offload",
-               "allow_remote_urls", "max_pending_jobs"]
+SERVE_FLAGS = ["model", "store", "replicas", "gpus_per_replica", "cpus_per_replica", "device", "dtype", "profile",
+               "upsampler", "distilled_lora", "offload", "allow_remote_urls", "max_pending_jobs"]
 
 
 def add_parser(sub) -> str:

@@ -58,7 +58,11 @@ class LTX2Engine:
         profile: ModelProfile,
         offload: OffloadMode = "auto",
         max_refine_tokens: int | None = None,
+        upsampler: str | None = None,
+        distilled_lora: str | None = None,
     ):
+        """``upsampler`` / ``distilled_lora``: two-stage's companions (``ResolvedModel`` carries
+        them, ``--upsampler`` / ``--distilled-lora`` included); default the profile's, in ``model_dir``."""
         from diffusers import (
             FlowMatchEulerDiscreteScheduler,
             LTX2ConditionPipeline,
@@ -112,12 +116,13 @@ class LTX2Engine:
             pipe.set_progress_bar_config(disable=True)
         root = Path(model_dir)
         self.loras = LoraCache(base)
-        distilled = root / profile.distilled_lora if profile.distilled_lora else None
-        upsampler = root / profile.upsampler
+        upsampler_dir = Path(upsampler) if upsampler else root / profile.upsampler
+        if distilled_lora is None and profile.distilled_lora:
+            distilled_lora = str(root / profile.distilled_lora)
         self.stages = Stages(
             base,
-            upsampler_dir=upsampler if upsampler.is_dir() else None,
-            distilled_lora=str(distilled) if distilled is not None and distilled.exists() else None,
+            upsampler_dir=upsampler_dir if upsampler_dir.is_dir() else None,
+            distilled_lora=distilled_lora if distilled_lora and Path(distilled_lora).is_file() else None,
             loras=self.loras,
             dtype=self.dtype,
             device=torch.device(self.placement.execution_device),

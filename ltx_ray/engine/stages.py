@@ -5,7 +5,8 @@ Two stages, as LTX-2's official two-stage pipelines and the diffusers examples d
   2. ``LTX2LatentUpsamplePipeline`` doubles the latents' width and height (x2 spatial);
   3. refinement at full size: ``latents=`` the upsampled latents, noised to the first
      value of ``STAGE_2_DISTILLED_SIGMA_VALUES`` and denoised along that short distilled
-     schedule without guidance, with the distilled LoRA when the model folder has one.
+     schedule without guidance, with the distilled LoRA on dev models (the job names it; a
+     replica without it fails the job rather than refine without).
 
 Very large outputs (a 10 s 4K clip is ~250k video tokens at stage 2) cannot be refined in
 one attention pass, so stage 2 then runs on overlapping spatial tiles of the latent, each
@@ -51,6 +52,12 @@ class Stages:
             with self.loras.active(adapters):
                 out = pipe(output_type="latent", **kwargs)
             return out.frames, out.audio, {"stages": self._record(job), "distilled_lora": None}
+        if job.distilled_lora and not self.distilled_lora:
+            # A Serve request meets no driver-side check_companions: say so before any step runs.
+            raise RuntimeError(
+                f"two_stage on profile {job.profile} refines with its stage-2 LoRA {job.distilled_lora}, which this "
+                f"model lacks; put it in the model folder or start with --distilled-lora, or set two_stage false"
+            )
         with self.loras.active(adapters):
             first = pipe(output_type="latent", **{**kwargs, "width": job.width // 2, "height": job.height // 2})
         latents = self._upsample(first.frames)

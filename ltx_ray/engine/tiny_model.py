@@ -29,9 +29,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ltx_ray.schema.model_files import CARD_NAME  # the card ltx-ray writes beside a model it built
+
 TINY_MODEL_ID = "ltx-ray/tiny-ltx2-random"
-# The small card ltx-ray writes beside a model it built (model id, revision, seed).
-CARD_NAME = "ltx_ray_model.json"
 # Bumped whenever the architecture below changes, so cached copies are rebuilt.
 TINY_MODEL_REVISION = "2"
 

@@ -18,6 +18,8 @@ class RunnerSpec(BaseModel):
     device: str = "cpu"
     dtype: str = "float32"
     profile: str | None = None
+    upsampler: str | None = Field(default=None, description="--upsampler: replaces the profile's latent_upsampler/")
+    distilled_lora: str | None = Field(default=None, description="--distilled-lora: replaces the profile's stage-2 LoRA")
     run_id: str
     torch_threads: int | None = None
     offload: OffloadMode = "auto"
@@ -44,11 +46,12 @@ def build_runner(spec: RunnerSpec, node_id: str | None = None):
 
     if spec.torch_threads:
         use_cpu_threads(spec.torch_threads)
-    model = resolve_model(spec.model, spec.profile)
+    model = resolve_model(spec.model, spec.profile, upsampler=spec.upsampler, distilled_lora=spec.distilled_lora)
     if spec.engine == "ltx2":
         from ltx_ray.engine.ltx2 import LTX2Engine
 
-        engine = LTX2Engine(model.path, device=spec.device, dtype=spec.dtype, profile=model.profile, offload=spec.offload)
+        engine = LTX2Engine(model.path, device=spec.device, dtype=spec.dtype, profile=model.profile, offload=spec.offload,
+                            upsampler=model.upsampler, distilled_lora=model.distilled_lora)
     else:
         engine = load_object(spec.engine)(model=model, device=spec.device, dtype=spec.dtype)
     return JobRunner(

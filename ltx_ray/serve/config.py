@@ -27,6 +27,10 @@ class ServeArgs(BaseModel):
     dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
         default=None, description="Weights and compute dtype (default: bfloat16 on cuda, float32 on cpu).")
     profile: str | None = Field(default=None, description="The model's generation profile (default: detected from its configs).")
+    upsampler: str | None = Field(default=None, description="x2 latent upsampler folder (local or URI) for two-stage "
+                                  "requests, instead of the model's latent_upsampler/.")
+    distilled_lora: str | None = Field(default=None, description="Stage-2 distilled LoRA file (local or URI) for two-stage "
+                                       "requests on a dev model, instead of the profile's file at the model's root.")
     replicas: int = Field(default=1, ge=1, description="Generator replicas; each runs one job at a time.")
     gpus_per_replica: float = Field(default=0, ge=0, description="GPUs reserved by each generator replica.")
     cpus_per_replica: float = Field(default=1, ge=0, description="CPUs reserved by each generator replica.")

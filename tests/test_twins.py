@@ -269,3 +269,36 @@ def test_make_tiny_model_like_writes_that_generations_twin(tmp_path, capsys):
     assert index["vocoder"] == ["ltx2", "LTX2Vocoder"] and (tmp_path / "twin" / COMPANIONS["ltx-2.0"][0]).is_file()
     assert json.loads((tmp_path / "twin" / "ltx_ray_model.json").read_text())["seed"] == 3
     assert not (tmp_path / "twin.partial").exists()
+
+
+def test_a_row_lora_made_for_another_generation_fails_its_row_naming_the_lora_and_generation(
+        ray_local, twins, loras, tmp_path, capsys):
+    import pyarrow.parquet as pq
+    from safetensors.torch import load_file, save_file
+
+    from ltx_ray.cli import main
+    from ltx_ray.storage.manifest import write_manifest
+
+    # A 2.0 LoRA without its metadata: only its shapes tell it is not for a 2.5 DiT.
+    untagged = tmp_path / "someones-2.0-lora.safetensors"
+    save_file(load_file(str(loras["ltx-2.0"]["style"])), str(untagged))
+    small = {"width": 64, "height": 64, "num_frames": 9, "seed": 1}
+    rows = [{"job_id": "own", "prompt": "a lamp", "loras": [{"uri": str(loras["ltx-2.5"]["style"]), "scale": 1.0}], **small},
+            {"job_id": "tagged-2.3", "prompt": "a lamp", "loras": [{"uri": str(loras["ltx-2.3"]["style"]), "scale": 1.0}],
+             **small},
+            {"job_id": "untagged-2.0", "prompt": "a lamp", "loras": [{"uri": str(untagged), "scale": 1.0}], **small},
+            {"job_id": "plain", "prompt": "a lamp", "loras": [], **small}]
+    write_manifest(rows, str(tmp_path / "m.parquet"))
+    out = tmp_path / "out"
+    code = main(["run", str(tmp_path / "m.parquet"), "--out", str(out), "--model", str(twins["ltx-2.5"])])
+    assert code == 1, capsys.readouterr()  # rows failed, the run went on
+    results = {r["job_id"]: r for r in pq.read_table(out / "results").to_pylist()}
+    assert {j for j, r in results.items() if r["status"] == "succeeded"} == {"own", "plain"}
+    tagged, shapes = results["tagged-2.3"], results["untagged-2.0"]
+    assert tagged["error_stage"] == shapes["error_stage"] == "generate"
+    assert str(loras["ltx-2.3"]["style"]) in tagged["error"] and "made for ltx-2.3" in tagged["error"]
+    assert "loaded model is ltx-2.5" in tagged["error"] and "use a LoRA trained for ltx-2.5" in tagged["error"]
+    assert str(untagged) in shapes["error"] and "do not fit this ltx-2.5 transformer" in shapes["error"]
+    assert "time_embed.linear" in shapes["error"]  # the first tensor that does not fit
+    assert not (out / "tagged-2.3.mp4").exists() and not (out / "untagged-2.0.mp4").exists()
+    assert (out / "own.mp4").is_file() and (out / "plain.mp4").is_file()

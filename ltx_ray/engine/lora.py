@@ -4,6 +4,12 @@ A LoRA is fetched and loaded once per worker, as a named peft adapter on the sha
 transformer (every ``from_pipe`` view sees it), and kept in a small LRU cache keyed by its
 URI. A row activates its adapters with its scales for its own generation only: on the way
 out every adapter is disabled, so the next row runs the base weights exactly.
+
+A LoRA made for another generation is a row error naming the LoRA and that generation,
+before it touches the transformer when its metadata says so (``ltx_generation``, which
+ltx-ray's twins write), or when peft finds its shapes do not fit (a 2.0 LoRA on a 2.3+ DiT:
+AdaLN has 9 modulation vectors there instead of 6). 2.3 and 2.5 DiTs share modules and
+shapes, so only metadata tells their LoRAs apart.
 """
 
 from __future__ import annotations
@@ -17,7 +23,11 @@ from pathlib import Path
 
 import fsspec
 
+from ltx_ray.errors import InputError
+
 MAX_CACHED_ADAPTERS = 8
+# The metadata key naming the generation a LoRA was trained for.
+GENERATION_KEY = "ltx_generation"
 
 
 def _cache_dir() -> Path:
@@ -44,8 +54,9 @@ def local_lora_file(uri: str) -> str:
 class LoraCache:
     """Adapters on one pipeline, loaded by URI and switched per row."""
 
-    def __init__(self, pipe, max_adapters: int = MAX_CACHED_ADAPTERS):
+    def __init__(self, pipe, generation: str, max_adapters: int = MAX_CACHED_ADAPTERS):
         self.pipe = pipe
+        self.generation = generation
         self.max_adapters = max_adapters
         self._names: OrderedDict[str, str] = OrderedDict()  # uri -> adapter name, least recent first
 
@@ -55,12 +66,32 @@ class LoraCache:
             self._names.move_to_end(uri)
             return self._names[uri]
         name = "lora_" + hashlib.sha256(uri.encode()).hexdigest()[:12]
-        self.pipe.load_lora_weights(local_lora_file(uri), adapter_name=name)
+        path = local_lora_file(uri)
+        made_for = _metadata(path).get(GENERATION_KEY)
+        fix = f"use a LoRA trained for {self.generation}, or run this row with --model of the generation it was made for"
+        if made_for and made_for != self.generation:
+            raise InputError(f"LoRA {uri} (loras[].uri / ic_lora): made for {made_for} (its {GENERATION_KEY} metadata), but the loaded model is "
+                             f"{self.generation}; {fix}")
+        try:
+            self.pipe.load_lora_weights(path, adapter_name=name)
+        except (RuntimeError, ValueError) as exc:
+            if "size mismatch" not in str(exc):
+                raise
+            self._forget(name)
+            first = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), "")
+            raise InputError(f"LoRA {uri} (loras[].uri / ic_lora): its shapes do not fit this {self.generation} transformer, so it was made for "
+                             f"another generation ({first}); {fix}") from None
         self._names[uri] = name
         while len(self._names) > self.max_adapters:
             _, old = self._names.popitem(last=False)
             self.pipe.delete_adapters(old)
         return name
+
+    def _forget(self, name: str) -> None:
+        """Drop what a failed load may have left of adapter ``name`` on the transformer."""
+        transformer = self.pipe.transformer
+        if name in (getattr(transformer, "peft_config", None) or {}):
+            self.pipe.delete_adapters(name)
 
     @contextmanager
     def active(self, specs: list[tuple[str, float]]):
@@ -84,8 +115,12 @@ class LoraCache:
     @staticmethod
     def reference_downscale_factor(uri: str) -> int:
         """An IC-LoRA's ``reference_downscale_factor`` metadata (official files carry it); default 1."""
-        from safetensors import safe_open
+        return int(float(_metadata(local_lora_file(uri)).get("reference_downscale_factor", 1)))
 
-        with safe_open(local_lora_file(uri), framework="pt") as fh:
-            meta = fh.metadata() or {}
-        return int(float(meta.get("reference_downscale_factor", 1)))
+
+def _metadata(path: str) -> dict[str, str]:
+    """A .safetensors file's header metadata (read without loading the tensors)."""
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as fh:
+        return fh.metadata() or {}

@@ -115,7 +115,7 @@ class LTX2Engine:
         for pipe in self._pipes.values():
             pipe.set_progress_bar_config(disable=True)
         root = Path(model_dir)
-        self.loras = LoraCache(base)
+        self.loras = LoraCache(base, profile.generation)
         upsampler_dir = Path(upsampler) if upsampler else root / profile.upsampler
         if distilled_lora is None and profile.distilled_lora:
             distilled_lora = str(root / profile.distilled_lora)

@@ -19,6 +19,7 @@ COMMANDS = [
     "nightly",
     "serve",
     "validate",
+    "plan",
     "expand",
     "make_tiny_model",
     "schema_doc",

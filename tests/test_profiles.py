@@ -213,3 +213,26 @@ def test_t2v_through_ltx_ray_gives_the_frames_of_the_diffusers_recipe_called_dir
         # recipe difference does not pass (tried: an empty negative prompt, CFG 2.5: off by up to 58, 18).
         assert diff.max() <= 1 and (diff > 0).mean() < 1e-4, (diff.max(), (diff > 0).mean())
         assert audio_diff < 1e-5
+
+
+@pytest.mark.parametrize("generation", ["ltx-2.0", "ltx-2.5"])
+def test_one_real_width_block_runs_in_bfloat16_on_the_cpu_with_the_gpu_tests_inputs(model_cache, generation):
+    """What the GPU test runs at 48 layers, on the CPU at one: the real 2.0 / 2.5 widths, bf16, finite."""
+    import torch
+    from diffusers import LTX2VideoTransformer3DModel
+
+    from ltx_ray.engine.twins import REAL_CONFIGS
+    from tests.test_gpu import real_size_pass_inputs
+
+    config = {**json.loads((REAL_CONFIGS / generation / "transformer.json").read_text()), "num_layers": 1}
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        dit = LTX2VideoTransformer3DModel.from_config(config).eval()
+    finally:
+        torch.set_default_dtype(torch.float32)
+    kwargs = real_size_pass_inputs(generation, config, 256, 256, 9, "cpu", torch.bfloat16)
+    assert kwargs["encoder_hidden_states"].shape[-1] == (3840 if generation == "ltx-2.0" else 4096)
+    with torch.inference_mode():
+        out = dit(**kwargs)
+    video = out[0] if isinstance(out, tuple) else out.sample
+    assert video.shape == (1, 128, 128) and video.dtype == torch.bfloat16 and torch.isfinite(video).all()

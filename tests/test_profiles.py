@@ -198,14 +198,40 @@ def test_t2v_and_i2v_through_ltx_ray_give_the_frames_of_the_diffusers_recipe_cal
                      extra, task)
 
 
-def check_parity(engine, job, inputs, pipe, extra: dict, task: str) -> None:
+def test_seconds_auto_on_25_gives_the_length_and_frames_of_the_pipelines_own_auto_duration(twins):
+    """``seconds: auto`` follows the diffusers docs' LTX-2.5 auto-duration call (``num_frames``
+    omitted, ``min_seconds`` / ``max_seconds``): the twin's head predicts 0.82 s for this prompt,
+    so 0.5..2 s keeps it (17 frames, not the bound's 49) and 1.5..3 s clamps it up to 41."""
+    import torch
+    from diffusers import LTX2Pipeline
+
+    from ltx_ray.engine.ltx2 import LTX2Engine
+    from ltx_ray.engine.types import JobInputs
+
+    model = resolve_model(str(twins["ltx-2.5"]))
+    engine = LTX2Engine(model.path, device="cpu", dtype="float32", profile=model.profile)
+    pipe = LTX2Pipeline.from_pretrained(model.path, dtype=torch.float32)
+    for low, high, frames in [(0.5, 2.0, 17), (1.5, 3.0, 41)]:
+        row = ManifestRow(job_id="j", prompt="a fox in the snow", seed=7, width=64, height=64, seconds="auto",
+                          min_seconds=low, max_seconds=high)
+        job = row.resolve(model.profile)
+        assert job.num_frames == round(high * 24) // 8 * 8 + 1  # planned and ordered at the longest it may be
+        clip = check_parity(engine, job, JobInputs(), pipe, {}, "t2v",
+                            length=dict(num_frames=None, min_seconds=low, max_seconds=high))
+        assert clip.frames.shape[0] == frames
+        assert clip.info["duration"] == {"seconds": "auto", "predicted_s": pytest.approx(0.822, abs=0.01),
+                                         "min_seconds": low, "max_seconds": high, "num_frames": frames}
+
+
+def check_parity(engine, job, inputs, pipe, extra: dict, task: str, length: dict | None = None):
     import torch
 
     p = engine.profile
     clip = engine.generate(job, inputs)
     with torch.inference_mode():
         out = pipe(
-            **extra, prompt="a fox in the snow", negative_prompt=p.negative_prompt, width=64, height=64, num_frames=9,
+            **extra, prompt="a fox in the snow", negative_prompt=p.negative_prompt, width=64, height=64,
+            **(length or {"num_frames": 9}),
             frame_rate=p.fps, sigmas=job.stages[0].sigmas, num_inference_steps=len(job.stages[0].sigmas),
             guidance_scale=p.video.cfg, stg_scale=p.video.stg, modality_scale=p.video.modality,
             guidance_rescale=p.video.rescale, audio_guidance_scale=p.audio.cfg, audio_stg_scale=p.audio.stg,
@@ -214,7 +240,8 @@ def check_parity(engine, job, inputs, pipe, extra: dict, task: str) -> None:
             max_sequence_length=p.max_sequence_length, generator=torch.Generator("cpu").manual_seed(7), output_type="np",
         )
     reference = (np.clip(out.frames[0], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    assert clip.frames.shape == reference.shape == (9, 64, 64, 3)
+    assert clip.frames.shape == reference.shape and reference.shape[1:] == (64, 64, 3)
+    assert length is not None or reference.shape[0] == 9
     diff = np.abs(clip.frames.astype(int) - reference.astype(int))
     audio_diff = np.abs(clip.audio - out.audio[0].float().numpy()).max()
     if p.video.is_off and p.audio.is_off:
@@ -225,6 +252,7 @@ def check_parity(engine, job, inputs, pipe, extra: dict, task: str) -> None:
         # recipe difference does not pass (tried: an empty negative prompt, CFG 2.5: off by up to 58, 18).
         assert diff.max() <= 1 and (diff > 0).mean() < 1e-4, (task, diff.max(), (diff > 0).mean())
         assert audio_diff < 1e-5, task
+    return clip
 
 
 @pytest.mark.parametrize("generation", ["ltx-2.0", "ltx-2.5"])

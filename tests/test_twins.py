@@ -271,16 +271,19 @@ def test_make_tiny_model_like_writes_that_generations_twin(tmp_path, capsys):
     assert not (tmp_path / "twin.partial").exists()
 
 
-def test_a_row_lora_made_for_another_generation_fails_its_row_naming_the_lora_and_generation(
-        ray_local, twins, loras, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def run_on_25(ray_local, twins, loras, tmp_path_factory):
+    """One `ltx-ray run` on the 2.5 twin: row LoRAs of each generation, and `seconds` as a string
+    column holding `auto` and a number."""
     import pyarrow.parquet as pq
     from safetensors.torch import load_file, save_file
 
     from ltx_ray.cli import main
     from ltx_ray.storage.manifest import write_manifest
 
+    tmp = tmp_path_factory.mktemp("run-25")
     # A 2.0 LoRA without its metadata: only its shapes tell it is not for a 2.5 DiT.
-    untagged = tmp_path / "someones-2.0-lora.safetensors"
+    untagged = tmp / "someones-2.0-lora.safetensors"
     save_file(load_file(str(loras["ltx-2.0"]["style"])), str(untagged))
     small = {"width": 64, "height": 64, "num_frames": 9, "seed": 1}
     rows = [{"job_id": "own", "prompt": "a lamp", "loras": [{"uri": str(loras["ltx-2.5"]["style"]), "scale": 1.0}], **small},
@@ -288,12 +291,23 @@ def test_a_row_lora_made_for_another_generation_fails_its_row_naming_the_lora_an
              **small},
             {"job_id": "untagged-2.0", "prompt": "a lamp", "loras": [{"uri": str(untagged), "scale": 1.0}], **small},
             {"job_id": "plain", "prompt": "a lamp", "loras": [], **small}]
-    write_manifest(rows, str(tmp_path / "m.parquet"))
-    out = tmp_path / "out"
-    code = main(["run", str(tmp_path / "m.parquet"), "--out", str(out), "--model", str(twins["ltx-2.5"])])
-    assert code == 1, capsys.readouterr()  # rows failed, the run went on
+    # The twin's head predicts 0.82 s for this prompt: kept by 0.5..2 s, clamped up by 1.5..3 s.
+    timed = {"width": 64, "height": 64, "seed": 1, "prompt": "a lamp"}
+    rows += [{"job_id": "auto", "seconds": "auto", "min_seconds": 0.5, "max_seconds": 2.0, **timed},
+             {"job_id": "auto-clamped", "seconds": "auto", "min_seconds": 1.5, "max_seconds": 3.0, **timed},
+             {"job_id": "fixed", "seconds": "0.75", **timed}]
+    write_manifest(rows, str(tmp / "m.parquet"))
+    assert pq.read_schema(tmp / "m.parquet").field("seconds").type == "string"
+    out = tmp / "out"
+    code = main(["run", str(tmp / "m.parquet"), "--out", str(out), "--model", str(twins["ltx-2.5"])])
     results = {r["job_id"]: r for r in pq.read_table(out / "results").to_pylist()}
-    assert {j for j, r in results.items() if r["status"] == "succeeded"} == {"own", "plain"}
+    return code, out, results, untagged
+
+
+def test_a_row_lora_made_for_another_generation_fails_its_row_naming_the_lora_and_generation(run_on_25, loras):
+    code, out, results, untagged = run_on_25
+    assert code == 1  # rows failed, the run went on
+    assert {j for j, r in results.items() if r["status"] == "succeeded"} == {"own", "plain", "auto", "auto-clamped", "fixed"}
     tagged, shapes = results["tagged-2.3"], results["untagged-2.0"]
     assert tagged["error_stage"] == shapes["error_stage"] == "generate"
     assert str(loras["ltx-2.3"]["style"]) in tagged["error"] and "made for ltx-2.3" in tagged["error"]
@@ -302,3 +316,18 @@ def test_a_row_lora_made_for_another_generation_fails_its_row_naming_the_lora_an
     assert "time_embed.linear" in shapes["error"]  # the first tensor that does not fit
     assert not (out / "tagged-2.3.mp4").exists() and not (out / "untagged-2.0.mp4").exists()
     assert (out / "own.mp4").is_file() and (out / "plain.mp4").is_file()
+
+
+def test_seconds_auto_lets_the_25_duration_head_choose_the_length_recorded_in_the_results_and_sidecar(run_on_25):
+    import av
+
+    _, out, results, _ = run_on_25
+    for job_id, frames in [("auto", 17), ("auto-clamped", 41), ("fixed", 17)]:
+        row = results[job_id]
+        with av.open(str(out / f"{job_id}.mp4")) as f:
+            assert f.streams.video[0].frames == frames, job_id
+        assert (row["num_frames"], row["duration_s"]) == (frames, pytest.approx(frames / 24, abs=0.01)), job_id
+    duration = json.loads((out / "auto-clamped.json").read_text())["generation"]["duration"]
+    assert duration == {"seconds": "auto", "predicted_s": pytest.approx(0.822, abs=0.01), "min_seconds": 1.5,
+                        "max_seconds": 3.0, "num_frames": 41}
+    assert "duration" not in json.loads((out / "fixed.json").read_text())["generation"]

@@ -135,11 +135,46 @@ class LTX2Engine:
 
     def generate(self, job: Job, inputs: JobInputs, on_step: Callable[[int, int], None] | None = None) -> Clip:
         """Run one job (one segment, or a chain of them). Raises on failure; the caller records it."""
+        picked = None
+        if job.auto_seconds is not None:
+            job, picked = self._pick_length(job)
         if job.task == "extend":
-            return extend_clip(self.generate_segment, job, inputs, self.audio_sample_rate)
-        if job.num_frames > job.segment_frames:
-            return generate_long(self.generate_segment, job, inputs, self.audio_sample_rate)
-        return self.generate_segment(job, inputs, on_step)
+            clip = extend_clip(self.generate_segment, job, inputs, self.audio_sample_rate)
+        elif job.num_frames > job.segment_frames:
+            clip = generate_long(self.generate_segment, job, inputs, self.audio_sample_rate)
+        else:
+            clip = self.generate_segment(job, inputs, on_step)
+        if picked is not None:
+            clip.info["duration"] = picked
+        return clip
+
+    def _pick_length(self, job: Job) -> tuple[Job, dict]:
+        """``seconds: auto``: the duration head's frame count for the prompt, as the auto-duration
+        branch of diffusers 0.42.1 ``LTX2Pipeline.__call__`` computes it (prompt -> Gemma ->
+        connectors -> ``predict_num_frames``), then the job runs with that length."""
+        from ltx_ray.errors import InputError
+
+        pipe = self._pipes["t2v"]
+        head = getattr(pipe, "duration_head", None)
+        if head is None:
+            raise InputError(f"seconds: 'auto' needs a model with a duration head (LTX-2.5 and later); "
+                             f"profile {self.profile.name} has none; give seconds as a number or num_frames")
+        bounds = job.auto_seconds
+        with torch.inference_mode():
+            embeds, mask, _, _ = pipe.encode_prompt(
+                prompt=job.prompt, do_classifier_free_guidance=False,
+                max_sequence_length=self.profile.max_sequence_length, device=self.placement.execution_device,
+            )
+            side = getattr(pipe.tokenizer, "padding_side", "left") if pipe.tokenizer is not None else "left"
+            video, audio, _ = pipe.connectors(embeds, mask, padding_side=side)
+            predicted = float(head(video[:1], audio[:1])[0])
+            frames = head.predict_num_frames(
+                video[:1], audio[:1], frame_rate=job.fps, temporal_compression_ratio=pipe.vae_temporal_compression_ratio,
+                min_seconds=bounds.min_seconds, max_seconds=bounds.max_seconds,
+            )
+        picked = {"seconds": "auto", "predicted_s": round(predicted, 3), "min_seconds": bounds.min_seconds,
+                  "max_seconds": bounds.max_seconds, "num_frames": frames}
+        return job.model_copy(update={"num_frames": frames}), picked
 
     def generate_segment(self, job: Job, inputs: JobInputs, on_step: Callable[[int, int], None] | None = None) -> Clip:
         """One pass of the model (one or two stages) over ``job.num_frames`` frames."""

@@ -8,7 +8,8 @@ into pyarrow types. Adding a field to a model adds its column everywhere.
 
 A column stored as a JSON string says so: a nested pydantic model (``qc``), a dict, or a
 field whose ``json_schema_extra`` has ``{"column": "json"}`` (``metadata``, a string that
-must hold a JSON object).
+must hold a JSON object). A field that takes two kinds of cell names its column type there
+too (``seconds``: ``"double or string"``, a number or ``auto``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def columns(model: type[BaseModel]) -> list[Column]:
     out = []
     for name, field in model.model_fields.items():
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-        kind = JSON if extra.get("column") == "json" else column_type(field.annotation)
+        declared = extra.get("column")
+        kind = JSON if declared == "json" else declared or column_type(field.annotation)
         out.append(Column(name=name, type=kind, description=field.description or ""))
     return out
 

@@ -57,8 +57,9 @@ class RowPlan(BaseModel):
     task: str
     width: int
     height: int
-    num_frames: int
+    num_frames: int = Field(description="with seconds auto: the most the duration head may pick, what is costed")
     seconds: float
+    auto_seconds: bool = Field(default=False, description="the model picks the length; the cost is an upper bound")
     stages: list[StageCost]
     denoise_cost: int = Field(description="tokens x steps x passes: the number a run orders its jobs by")
     tflops: float = Field(description="transformer FLOPs of every stage, in 10^12")
@@ -102,7 +103,7 @@ def plan_job(job, profile, shape: TransformerShape, dtype: str) -> RowPlan:
     weights = params * DTYPE_BYTES[dtype]
     return RowPlan(
         job_id=job.job_id, profile=profile.name, generation=profile.generation, task=job.task, width=job.width, height=job.height, num_frames=job.num_frames,
-        seconds=round(job.duration_s, 3), stages=stages, denoise_cost=job.denoise_cost,
+        seconds=round(job.duration_s, 3), auto_seconds=job.auto_seconds is not None, stages=stages, denoise_cost=job.denoise_cost,
         tflops=_sig(sum(s.tflops for s in stages)), weights_gib=_sig(weights / GIB),
         peak_gpu_gib=_sig((weights + peak_act) / GIB),
     )

@@ -7,6 +7,7 @@ layer, so validating a manifest (``ltx-ray validate``, the HTTP ingress) stays l
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -16,6 +17,14 @@ JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 TASKS = ("t2v", "i2v", "keyframes", "v2v", "extend", "a2v", "control")
 Task = Literal["t2v", "i2v", "keyframes", "v2v", "extend", "a2v", "control"]
 CONTROLS = ("depth", "pose", "canny")
+# The task each conditioning input implies, and what each task needs (for error messages).
+TASK_OF_INPUT = {
+    "control_uri": "control", "audio_uri": "a2v", "video_uri": "v2v", "keyframes": "keyframes", "image_uri": "i2v",
+}
+NEEDS = {
+    "t2v": "no conditioning input", "i2v": "image_uri", "keyframes": "keyframes", "v2v": "video_uri",
+    "extend": "video_uri", "a2v": "audio_uri", "control": "control_uri",
+}
 # The frames each long-video segment re-creates from the end of the previous one: one
 # latent frame plus the first (8k + 1 keeps the condition on LTX-2's latent grid).
 SEGMENT_OVERLAP_FRAMES = 9
@@ -26,6 +35,8 @@ DEFAULT_WIDTH, DEFAULT_HEIGHT, DEFAULT_NUM_FRAMES, DEFAULT_FPS = 768, 512, 121, 
 MAX_SIDE = 4096
 MAX_FRAMES = 1441  # one minute at 24 fps (long videos are chained segments)
 MAX_PROMPT_CHARS = 32000
+# seconds: auto picks a length in these bounds by default (diffusers LTX2Pipeline.__call__'s).
+AUTO_MIN_SECONDS, AUTO_MAX_SECONDS = 1.0, 20.0
 
 
 def check_uri(value: str) -> str:
@@ -46,6 +57,20 @@ def frames_for_seconds(seconds: float, fps: float) -> int:
     """The valid frame count (8k + 1) nearest to ``seconds`` at ``fps``."""
     k = max(1, round((seconds * fps - 1) / 8))
     return 8 * k + 1
+
+
+def seconds_value(v: Any) -> Any:
+    """A ``seconds`` cell: None, ``"auto"``, or a number (or numeric text) of seconds in range."""
+    if v is None or v == "auto":
+        return v
+    limit = MAX_FRAMES / DEFAULT_FPS
+    try:
+        seconds = float(v) if not isinstance(v, bool) else math.nan
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not 0 < seconds <= limit:  # NaN fails too
+        raise ValueError(f"must be a number of seconds, more than 0 and at most {limit:.4g}, or 'auto'")
+    return seconds
 
 
 def stable_seed(job_id: str) -> int:

@@ -12,6 +12,15 @@ from ltx_ray.schema.qc import QCConfig
 from ltx_ray.schema.schedules import STAGE_2_DISTILLED_SIGMAS, StagePlan, stage1_sigmas, video_tokens
 
 
+class AutoSeconds(BaseModel):
+    """``seconds: auto``: the model's duration head picks the length within these bounds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_seconds: float
+    max_seconds: float
+
+
 class Job(BaseModel):
     """A manifest row with every default resolved: exactly what is generated."""
 
@@ -36,7 +45,9 @@ class Job(BaseModel):
     num_frames_from_audio: bool = False
     width: int
     height: int
-    num_frames: int
+    num_frames: int = Field(description="frames to generate; with auto_seconds the most it may be, until the "
+                                        "engine's duration head picks the length")
+    auto_seconds: AutoSeconds | None = None
     fps: float
     seed: int
     steps: int

@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ltx_ray.schema.fields import (
+    AUTO_MAX_SECONDS,
+    AUTO_MIN_SECONDS,
     DEFAULT_FPS,
     DEFAULT_HEIGHT,
     DEFAULT_NUM_FRAMES,
@@ -24,16 +26,19 @@ from ltx_ray.schema.fields import (
     MAX_FRAMES,
     MAX_PROMPT_CHARS,
     MAX_SIDE,
+    NEEDS,
     PRESETS,
+    TASK_OF_INPUT,
     SEGMENT_OVERLAP_FRAMES,
     Keyframe,
     Lora,
     Task,
     check_uri,
+    seconds_value,
     frames_for_seconds,
     stable_seed,
 )
-from ltx_ray.schema.job import Job
+from ltx_ray.schema.job import AutoSeconds, Job
 from ltx_ray.schema.profiles import UNGUIDED, ModelProfile
 from ltx_ray.schema.qc import QCConfig
 
@@ -138,12 +143,21 @@ class ManifestRow(BaseModel):
         description=f"Number of frames, 8k + 1 (9, 17, ..., 121, ...); default {DEFAULT_NUM_FRAMES}. "
         "Give either this or `seconds`.",
     )
-    seconds: float | None = Field(
+    seconds: float | Literal["auto"] | None = Field(
         default=None,
-        gt=0,
-        allow_inf_nan=False,
-        le=MAX_FRAMES / DEFAULT_FPS,
-        description="Duration in seconds, converted to the nearest valid frame count at `fps`.",
+        json_schema_extra={"column": "double or string"},
+        description="Duration in seconds, converted to the nearest valid frame count at `fps`; or `auto` (t2v and "
+        "i2v on a model with a duration head, LTX-2.5 and later): the model picks the length from the prompt, "
+        f"within min_seconds..max_seconds, and the results row records it. In Parquet a double column, or a string "
+        "column holding numbers and `auto`.",
+    )
+    min_seconds: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False,
+        description=f"With seconds `auto`: the shortest length the model may pick; default {AUTO_MIN_SECONDS:g}.",
+    )
+    max_seconds: float | None = Field(
+        default=None, gt=0, le=MAX_FRAMES / DEFAULT_FPS, allow_inf_nan=False,
+        description=f"With seconds `auto`: the longest length the model may pick; default {AUTO_MAX_SECONDS:g}.",
     )
     fps: float | None = Field(default=None, gt=0, le=120, allow_inf_nan=False, description=f"Frames per second; default {DEFAULT_FPS:g}.")
     seed: int | None = Field(
@@ -182,6 +196,11 @@ class ManifestRow(BaseModel):
             except json.JSONDecodeError as exc:
                 raise ValueError(f'is not valid JSON ({exc.msg}); write a JSON object such as {{"min_motion": 0.5}}') from None
         return v
+
+    @field_validator("seconds", mode="before")
+    @classmethod
+    def _seconds(cls, v: Any) -> Any:
+        return seconds_value(v)
 
     @field_validator("prompt")
     @classmethod
@@ -233,12 +252,13 @@ class ManifestRow(BaseModel):
 
     def inferred_task(self) -> str:
         given = self.inputs_given()
-        return _TASK_OF_INPUT[given[0]] if given else "t2v"
+        return TASK_OF_INPUT[given[0]] if given else "t2v"
 
     @model_validator(mode="after")
     def _consistent(self) -> ManifestRow:
         if self.num_frames is not None and self.seconds is not None:
             raise ValueError("num_frames: is given together with seconds; give only one of them")
+        self._check_auto_seconds()
         given = self.inputs_given()
         if len(given) > 1:
             raise ValueError(f"{given[1]}: is given together with {given[0]}; a row takes one conditioning input")
@@ -246,8 +266,8 @@ class ManifestRow(BaseModel):
         allowed = {inferred, "extend"} if inferred == "v2v" else {inferred}
         if self.task is not None and self.task not in allowed:
             raise ValueError(
-                f"task: the row gives {_NEEDS[inferred]}; "
-                f"a {self.task} job needs {_NEEDS[self.task]} (or leave task empty to infer {inferred!r})"
+                f"task: the row gives {NEEDS[inferred]}; "
+                f"a {self.task} job needs {NEEDS[self.task]} (or leave task empty to infer {inferred!r})"
             )
         task = self.task or inferred
         if self.strength is not None and task != "v2v":
@@ -286,6 +306,27 @@ class ManifestRow(BaseModel):
                 raise ValueError("keyframes: keyframes place frames in one segment; shorten the video or raise segment_frames")
         return self
 
+    def _check_auto_seconds(self) -> None:
+        auto = self.seconds == "auto"
+        for name in ("min_seconds", "max_seconds"):
+            if getattr(self, name) is not None and not auto:
+                raise ValueError(f"{name}: bounds the length the model picks, so it needs seconds 'auto'; remove it "
+                                 "or set seconds to auto")
+        if not auto:
+            return
+        task = self.task or self.inferred_task()
+        if task not in ("t2v", "i2v"):
+            raise ValueError(f"seconds: 'auto' picks the length of a t2v or i2v video; this {task} job takes its length "
+                             "from num_frames or seconds (or its input); give seconds as a number")
+        low, high = self.auto_bounds()
+        if low >= high:
+            raise ValueError(f"min_seconds: {low:g} is not below max_seconds {high:g}; give min_seconds < max_seconds")
+
+    def auto_bounds(self) -> tuple[float, float]:
+        """(min, max) seconds of a ``seconds: auto`` row (diffusers' ``LTX2Pipeline`` defaults)."""
+        return (self.min_seconds if self.min_seconds is not None else AUTO_MIN_SECONDS,
+                self.max_seconds if self.max_seconds is not None else AUTO_MAX_SECONDS)
+
     def resolved_two_stage(self) -> bool:
         if self.two_stage is not None:
             return self.two_stage
@@ -299,6 +340,8 @@ class ManifestRow(BaseModel):
     def resolved_num_frames(self) -> int:
         if self.num_frames is not None:
             return self.num_frames
+        if self.seconds == "auto":  # at most this long: what validation and cost estimates use
+            return min(MAX_FRAMES, frames_for_seconds(self.auto_bounds()[1], self.resolved_fps()))
         if self.seconds is not None:
             return frames_for_seconds(self.seconds, self.resolved_fps())
         return DEFAULT_NUM_FRAMES
@@ -328,6 +371,8 @@ class ManifestRow(BaseModel):
             width=self.width or (preset.width if preset else DEFAULT_WIDTH),
             height=self.height or (preset.height if preset else DEFAULT_HEIGHT),
             num_frames=self.resolved_num_frames(),
+            auto_seconds=AutoSeconds(min_seconds=self.auto_bounds()[0], max_seconds=self.auto_bounds()[1])
+            if self.seconds == "auto" else None,
             # a2v without a length takes the audio's (set when the audio is fetched)
             num_frames_from_audio=task == "a2v" and self.num_frames is None and self.seconds is None,
             fps=self.resolved_fps(),
@@ -347,14 +392,3 @@ class ManifestRow(BaseModel):
             metadata=json.loads(self.metadata) if self.metadata else {},
             qc=self.qc,
         )
-
-
-_TASK_OF_INPUT = {
-    "control_uri": "control", "audio_uri": "a2v", "video_uri": "v2v", "keyframes": "keyframes", "image_uri": "i2v",
-}
-_NEEDS = {
-    "t2v": "no conditioning input", "i2v": "image_uri", "keyframes": "keyframes", "v2v": "video_uri",
-    "extend": "video_uri", "a2v": "audio_uri", "control": "control_uri",
-}
-
-

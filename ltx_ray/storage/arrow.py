@@ -8,10 +8,15 @@ from pydantic import BaseModel
 from ltx_ray.schema.columns import JSON, columns
 
 SCALARS = {"string": pa.string(), "int64": pa.int64(), "double": pa.float64(), "bool": pa.bool_(), JSON: pa.string()}
+# Columns whose cells may be of either kind: the type is inferred from the values written.
+EITHER = ("double or string",)
 
 
-def arrow_type(kind: str) -> pa.DataType:
-    """``"list<struct<uri: string, frame: int64>>"`` -> ``pa.list_(pa.struct([...]))``."""
+def arrow_type(kind: str) -> pa.DataType | None:
+    """``"list<struct<uri: string, frame: int64>>"`` -> ``pa.list_(pa.struct([...]))``; None for an
+    either-kind column (``EITHER``), whose type pyarrow infers from its values."""
+    if kind in EITHER:
+        return None
     if kind in SCALARS:
         return SCALARS[kind]
     if kind.startswith("list<struct<") and kind.endswith(">>"):

@@ -147,17 +147,30 @@ def validate_rows(
                 continue
             seen[parsed.job_id] = where
             job = parsed.resolve(defaults)
-            if job.schedule == "distilled" and job.steps != len(DISTILLED_SIGMAS):
-                problem = RowProblem(
-                    job_id=parsed.job_id, field="steps", value=repr(job.steps), source=where,
-                    message=f"profile {job.profile} runs its {len(DISTILLED_SIGMAS)} distilled sigmas; leave steps empty "
-                            f"or set it to {len(DISTILLED_SIGMAS)}",
-                )
+            problem = _model_problem(job, defaults, where)
+            if problem is not None:
                 result.invalid.append(InvalidRow(key=key, job_id=parsed.job_id, problems=[problem]))
                 continue
             job.passthrough = {k: _jsonable(v) for k, v in passthrough.items()}
             result.jobs.append(job)
     return result
+
+
+def _model_problem(job: Job, profile: ModelProfile, where: str) -> RowProblem | None:
+    """A valid row the loaded model cannot run as asked."""
+    if job.schedule == "distilled" and job.steps != len(DISTILLED_SIGMAS):
+        return RowProblem(
+            job_id=job.job_id, field="steps", value=repr(job.steps), source=where,
+            message=f"profile {job.profile} runs its {len(DISTILLED_SIGMAS)} distilled sigmas; leave steps empty "
+                    f"or set it to {len(DISTILLED_SIGMAS)}",
+        )
+    if job.auto_seconds is not None and not profile.duration_head:
+        return RowProblem(
+            job_id=job.job_id, field="seconds", value="'auto'", source=where,
+            message=f"profile {profile.name} has no duration head to pick the length (LTX-2.5 models have one); "
+                    "give seconds as a number or num_frames",
+        )
+    return None
 
 
 def _anchor_relative_uris(row: dict, source: str) -> dict:

@@ -2,8 +2,8 @@
 
 These are not timed tests: the numbers are whatever this machine gives; what is checked is
 that each benchmark runs its real path to the end and reports what its README entry says.
-Benchmarks whose Ray workers import ``bench`` run as a user runs them (a fresh process with
-its own local Ray); the others run in this process.
+Benchmarks whose Ray workers import ``bench`` run in a fresh process with its own local Ray
+(one for the three of them); the others run in this process.
 """
 
 from __future__ import annotations
@@ -20,13 +20,31 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.e2e
 
 
-def run_script(name: str, *args: str) -> dict:
+# The benchmarks whose Ray workers import ``bench`` (the simulated runners), as a user runs
+# them, but in one process and one local Ray (with the union of their resources: 3 simulated
+# GPUs, 7 CPUs) instead of a Ray each: each main() then leaves that Ray up for the next.
+SIMULATED = {
+    "fleet": ["--gpus", "3", "--jobs", "18", "--target-s", "1.5"],
+    "capacity": ["--jobs", "16", "--replicas", "2", "--engine-jobs", "3"],
+    "scale": ["--rows", "30", "--replicas", "2", "--target-s", "1"],
+}
+DRIVER = f"""
+import sys
+from bench.common import start_ray
+start_ray(num_cpus=7, resources={{"sim_gpu": 3}})
+from bench import capacity, fleet, scale
+for name, argv in {SIMULATED!r}.items():
+    getattr(sys.modules["bench." + name], "main")(argv + ["--json"])
+"""
+
+
+@pytest.fixture(scope="module")
+def simulated() -> dict[str, dict]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(
-        [sys.executable, f"bench/{name}.py", *args, "--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
-    )
+    proc = subprocess.run([sys.executable, "-c", DRIVER], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return last_json_line(proc.stdout)
+    reports = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"bench": ')]
+    return {r["bench"]: r for r in reports}
 
 
 def last_json_line(stdout: str) -> dict:
@@ -35,8 +53,8 @@ def last_json_line(stdout: str) -> dict:
     return result
 
 
-def test_fleet_reports_utilization_makespan_ratio_and_tail_of_a_simulated_fleet():
-    r = run_script("fleet", "--gpus", "3", "--jobs", "18", "--target-s", "1.5")
+def test_fleet_reports_utilization_makespan_ratio_and_tail_of_a_simulated_fleet(simulated):
+    r = simulated["fleet"]
     assert r["bench"] == "fleet" and r["succeeded"] == 18 and r["gpus"] == 3
     assert r["actors_used"] == 3
     assert 0 < r["utilization"] <= 1.0
@@ -44,15 +62,15 @@ def test_fleet_reports_utilization_makespan_ratio_and_tail_of_a_simulated_fleet(
     assert r["schedule_model"]["longest_first_makespan_ratio"] <= r["schedule_model"]["shortest_first_makespan_ratio"]
 
 
-def test_capacity_reports_rows_per_second_per_head_core_for_null_work():
-    r = run_script("capacity", "--jobs", "16", "--replicas", "2", "--engine-jobs", "3")
+def test_capacity_reports_rows_per_second_per_head_core_for_null_work(simulated):
+    r = simulated["capacity"]
     assert r["bench"] == "capacity" and r["null_runner"]["succeeded"] == 16
     assert r["rows_per_s"] > 0 and r["rows_per_s_per_core"] == pytest.approx(r["rows_per_s"] / r["head_cores"], rel=0.01)
     assert r["null_engine_full_jobrunner"]["succeeded"] == 3
 
 
-def test_scale_validates_runs_and_reruns_a_manifest_generating_nothing_the_second_time():
-    r = run_script("scale", "--rows", "30", "--replicas", "2", "--target-s", "1")
+def test_scale_validates_runs_and_reruns_a_manifest_generating_nothing_the_second_time(simulated):
+    r = simulated["scale"]
     assert r["bench"] == "scale" and r["succeeded"] == 30
     assert r["rerun_generated"] == 0
     assert r["validate_cli_s"] > 0 and r["rerun_cli_s"] > 0 and r["driver_rss_growth"] > 0

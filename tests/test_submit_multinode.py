@@ -184,10 +184,12 @@ def test_submit_runs_the_job_on_the_cluster_and_a_second_submit_attaches_instead
 @pytest.mark.e2e  # ~1-1.5 min each on a 2-core machine: a real two-node cluster
 def test_submit_waits_and_exits_1_when_rows_failed(cluster):
     tmp = cluster["tmp"]
-    write_manifest([{"job_id": "only-bad", "prompt": "p", "image_uri": str(tmp / "nope.png"), **SMALL}], str(tmp / "bad.parquet"))
+    # An invalid row: the job fails it at validation, so no replica has to start for it.
+    write_manifest([{"job_id": "only-bad", "prompt": "p", "width": 250, "height": 96, "num_frames": 9}], str(tmp / "bad.parquet"))
     proc = ltx_ray(cluster, "submit", tmp / "bad.parquet", "--out", tmp / "bad-out", "--address", cluster["dashboard"], "--wait")
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "FAILED at fetch_inputs" in proc.stdout  # the job's log streamed back
+    assert "job 'only-bad': width = 250: must be a multiple of 32" in proc.stdout  # the job's log streamed back
+    assert results(tmp / "bad-out")["only-bad"]["error_stage"] == "validate"
 
 
 def test_submit_to_a_server_that_is_not_there_is_fatal(tmp_path):

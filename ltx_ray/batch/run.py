@@ -166,6 +166,13 @@ def run(config: RunConfig, log=print) -> RunSummary:
     return summary
 
 
+def cpu_threads(replicas: int) -> int:
+    """Torch threads of one CPU replica: its share of the cores, at most ``OMP_NUM_THREADS`` if set."""
+    share = max(1, (os.cpu_count() or 1) // replicas)
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    return min(share, int(cap)) if cap.isdigit() and int(cap) > 0 else share
+
+
 def auto_tasks_in_flight(num_jobs: int, replicas: int) -> int:
     """Two jobs in flight per replica only where it cannot hurt the schedule.
 
@@ -244,8 +251,8 @@ def _generate_on_ray(config: RunConfig, run_id: str, jobs_uri: str, filesystem, 
             engine=config.engine, runner=config.runner,
             offload=config.offload,
             # On CPU a replica's torch may use its share of the node's cores, not just the
-            # one CPU it reserves for Ray's scheduler.
-            torch_threads=max(1, (os.cpu_count() or 1) // config.replicas) if config.device == "cpu" else None,
+            # one CPU it reserves for Ray's scheduler (OMP_NUM_THREADS, when set, is the cap).
+            torch_threads=cpu_threads(config.replicas) if config.device == "cpu" else None,
         )
         ds = build_dataset(
             jobs_uri, filesystem, num_jobs, worker,

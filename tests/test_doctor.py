@@ -35,15 +35,35 @@ def test_doctor_passes_on_the_locked_install_and_prints_one_line_per_check(tiny_
     assert lines[-1] == "all checks passed"
 
 
+@pytest.fixture(scope="module")
+def doctor_json_with_two_faults(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """One doctor process (torch, diffusers and Ray load in each) for two faults: a model that
+    does not exist and an installed version the lock does not pin."""
+    tmp = tmp_path_factory.mktemp("doctor")
+    lock = (REPO / "requirements.lock").read_text().replace("\npyyaml==", "\npyyaml==0.0.1\n# was pyyaml==")
+    (tmp / "requirements.lock").write_text(lock)
+    return doctor("--json", "--model", str(tmp / "no-such-model"), "--lock", str(tmp / "requirements.lock")), tmp
+
+
 @pytest.mark.e2e  # a doctor process loading torch, diffusers and Ray
-def test_doctor_json_is_machine_readable_and_says_which_check_failed(tmp_path):
-    done = doctor("--json", "--model", str(tmp_path / "no-such-model"))
+def test_doctor_json_is_machine_readable_and_says_which_check_failed(doctor_json_with_two_faults):
+    done, tmp = doctor_json_with_two_faults
     assert done.returncode == 1  # a report, not a run: never run's fatal 2
     report = json.loads(done.stdout)
     assert report["ok"] is False
-    failed = [c for c in report["checks"] if not c["ok"]]
-    assert [c["name"] for c in failed] == [f"model {tmp_path / 'no-such-model'}"]
-    assert "does not exist" in failed[0]["detail"] and failed[0]["fix"]
+    failed = {c["name"]: c for c in report["checks"] if not c["ok"]}
+    assert sorted(failed) == sorted([f"model {tmp / 'no-such-model'}", "packages"])
+    model = failed[f"model {tmp / 'no-such-model'}"]
+    assert "does not exist" in model["detail"] and model["fix"]
+
+
+@pytest.mark.e2e  # a doctor process loading torch, diffusers and Ray
+def test_doctor_fails_when_an_installed_version_differs_from_the_lock(doctor_json_with_two_faults):
+    done, _ = doctor_json_with_two_faults
+    assert done.returncode == 1
+    packages = next(c for c in json.loads(done.stdout)["checks"] if c["name"] == "packages")
+    assert not packages["ok"] and "pyyaml" in packages["detail"] and "==0.0.1" in packages["detail"]
+    assert "pip install -c requirements.lock" in packages["fix"]
 
 
 def _broken_torchaudio(root: Path) -> Path:
@@ -76,17 +96,6 @@ def test_doctor_fails_naming_torchaudio_when_its_native_library_does_not_load(tm
     # What that breaks downstream is named too, while what does not depend on it still passes.
     assert not checks["diffusers LTX2"]["ok"]
     assert checks["torch"]["ok"] and checks["pyav encoders"]["ok"] and checks["packages"]["ok"]
-
-
-@pytest.mark.e2e  # a doctor process loading torch, diffusers and Ray
-def test_doctor_fails_when_an_installed_version_differs_from_the_lock(tmp_path):
-    lock = (REPO / "requirements.lock").read_text().replace("\npyyaml==", "\npyyaml==0.0.1\n# was pyyaml==")
-    (tmp_path / "requirements.lock").write_text(lock)
-    done = doctor("--lock", str(tmp_path / "requirements.lock"))
-    assert done.returncode == 1
-    line = next(line for line in done.stdout.splitlines() if line.startswith("packages"))
-    assert "FAIL" in line and "pyyaml" in line and "==0.0.1" in line
-    assert "pip install -c requirements.lock" in done.stdout
 
 
 def test_model_check_names_the_missing_component_and_the_folder(tiny_model, tmp_path):

@@ -41,6 +41,8 @@ VALIDATION_CASES = [
     ("auto length for keyframes", {"num_frames": None, "seconds": "auto",
                                    "keyframes": [{"uri": "{img}", "frame": 0, "strength": 1.0}]}, "seconds", "t2v or i2v"),
     ("auto length without a duration head", {"num_frames": None, "seconds": "auto"}, "seconds", "no duration head"),
+    ("unknown decoder", {"decoder": "vae"}, "decoder", "'conv' or 'diffusion'"),
+    ("diffusion decoder on a model without one", {"decoder": "diffusion"}, "decoder", "no diffusion decoder"),
     ("negative seed", {"seed": -1}, "seed", "greater than or equal to 0"),
     ("negative seconds", {"num_frames": None, "seconds": -2.0}, "seconds", "more than 0"),
     ("huge steps", {"steps": 10**6}, "steps", "less than or equal to 500"),

@@ -290,6 +290,43 @@ def test_seconds_auto_on_25_gives_the_length_and_frames_of_the_pipelines_own_aut
                                          "min_seconds": low, "max_seconds": high, "num_frames": frames}
 
 
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")  # the decoder's CPU path
+def test_decoder_diffusion_on_25_gives_the_frames_of_diffusers_diffusion_decode_pipeline(twins):
+    """``decoder: diffusion`` decodes with LTX-2.5's ``diffusion_decoder/`` as diffusers'
+    ``LTX2VideoDiffusionDecodePipeline`` does on ``output_type="latent"`` output
+    (``denormalize=False``), its noise from ``seed + 2``; ``conv`` stays the VAE's frames."""
+    import torch
+    from diffusers import LTX2Pipeline, LTX2VideoDiffusionDecoderModel
+    from diffusers.pipelines.ltx2 import LTX2VideoDiffusionDecodePipeline
+
+    from ltx_ray.engine.ltx2 import LTX2Engine, guidance_kwargs
+    from ltx_ray.engine.types import JobInputs
+
+    model = resolve_model(str(twins["ltx-2.5"]))
+    p = model.profile
+    engine = LTX2Engine(model.path, device="cpu", dtype="float32", profile=p)
+    # 96 px: the decoder's neighbourhood attention needs 3 latent cells a side.
+    jobs = {d: ManifestRow(job_id="j", prompt="a fox in the snow", seed=7, decoder=d, width=96, height=96,
+                           num_frames=9).resolve(p)
+            for d in ("conv", "diffusion")}
+    clips = {d: engine.generate(job, JobInputs()) for d, job in jobs.items()}
+    pipe = LTX2Pipeline.from_pretrained(model.path, dtype=torch.float32)
+    decoder = LTX2VideoDiffusionDecoderModel.from_pretrained(model.path, subfolder="diffusion_decoder")
+    sigmas = jobs["diffusion"].stages[0].sigmas
+    with torch.inference_mode():
+        latents = pipe(prompt="a fox in the snow", negative_prompt=p.negative_prompt, width=96, height=96, num_frames=9,
+                       frame_rate=p.fps, sigmas=sigmas, num_inference_steps=len(sigmas), **guidance_kwargs(jobs["conv"]),
+                       max_sequence_length=p.max_sequence_length, generator=torch.Generator("cpu").manual_seed(7),
+                       output_type="latent").frames
+        video = LTX2VideoDiffusionDecodePipeline(diffusion_decoder=decoder, scheduler=pipe.scheduler, vae=pipe.vae)(
+            latents=latents, denormalize=False, output_type="np", generator=torch.Generator("cpu").manual_seed(9)).frames
+    reference = (np.clip(video[0], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    assert clips["diffusion"].frames.shape == reference.shape == (9, 96, 96, 3)
+    assert np.array_equal(clips["diffusion"].frames, reference)
+    assert clips["diffusion"].info["decoder"] == "diffusion" and clips["conv"].info["decoder"] == "conv"
+    assert np.abs(clips["conv"].frames.astype(int) - reference.astype(int)).max() > 10  # another decoder's frames
+
+
 def check_parity(engine, job, inputs, pipe, extra: dict, task: str, length: dict | None = None):
     import torch
 

@@ -295,7 +295,9 @@ def run_on_25(ray_local, twins, loras, tmp_path_factory):
     timed = {"width": 64, "height": 64, "seed": 1, "prompt": "a lamp"}
     rows += [{"job_id": "auto", "seconds": "auto", "min_seconds": 0.5, "max_seconds": 2.0, **timed},
              {"job_id": "auto-clamped", "seconds": "auto", "min_seconds": 1.5, "max_seconds": 3.0, **timed},
-             {"job_id": "fixed", "seconds": "0.75", **timed}]
+             {"job_id": "fixed", "seconds": "0.75", **timed},
+             {"job_id": "diffused", "prompt": "a lamp", "decoder": "diffusion", "width": 96, "height": 96,
+              "num_frames": 9, "seed": 1}]
     write_manifest(rows, str(tmp / "m.parquet"))
     assert pq.read_schema(tmp / "m.parquet").field("seconds").type == "string"
     out = tmp / "out"
@@ -307,7 +309,8 @@ def run_on_25(ray_local, twins, loras, tmp_path_factory):
 def test_a_row_lora_made_for_another_generation_fails_its_row_naming_the_lora_and_generation(run_on_25, loras):
     code, out, results, untagged = run_on_25
     assert code == 1  # rows failed, the run went on
-    assert {j for j, r in results.items() if r["status"] == "succeeded"} == {"own", "plain", "auto", "auto-clamped", "fixed"}
+    assert {j for j, r in results.items() if r["status"] == "succeeded"} == {"own", "plain", "auto", "auto-clamped", "fixed",
+                                                                            "diffused"}
     tagged, shapes = results["tagged-2.3"], results["untagged-2.0"]
     assert tagged["error_stage"] == shapes["error_stage"] == "generate"
     assert str(loras["ltx-2.3"]["style"]) in tagged["error"] and "made for ltx-2.3" in tagged["error"]
@@ -331,3 +334,14 @@ def test_seconds_auto_lets_the_25_duration_head_choose_the_length_recorded_in_th
     assert duration == {"seconds": "auto", "predicted_s": pytest.approx(0.822, abs=0.01), "min_seconds": 1.5,
                         "max_seconds": 3.0, "num_frames": 41}
     assert "duration" not in json.loads((out / "fixed.json").read_text())["generation"]
+
+
+def test_decoder_diffusion_writes_the_25_diffusion_decoders_video_and_says_so(run_on_25):
+    import av
+
+    _, out, results, _ = run_on_25
+    assert results["diffused"]["status"] == "succeeded"
+    with av.open(str(out / "diffused.mp4")) as f:
+        assert (f.streams.video[0].frames, f.streams.video[0].width) == (9, 96)
+    assert json.loads((out / "diffused.json").read_text())["generation"]["decoder"] == "diffusion"
+    assert json.loads((out / "plain.json").read_text())["generation"]["decoder"] == "conv"

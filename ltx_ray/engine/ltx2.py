@@ -5,7 +5,8 @@ This module and its siblings in ltx_ray/engine/ are the only ones that touch dif
   decoding;
 - stages.py: one- and two-stage denoising (x2 latent upsampler, distilled refinement,
   tiled refinement for very large token counts);
-- lora.py: per-row LoRAs cached by URI and applied for one row only.
+- lora.py: per-row LoRAs cached by URI and applied for one row only;
+- decode.py: latents to frames (conv VAE or LTX-2.5's diffusion decoder) and waveform.
 
 One ``LTX2Engine`` holds one set of components. Every task's pipeline (text-to-video,
 image-to-video, condition, in-context) is a view over the same modules (``from_pipe``), so
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ltx_ray.engine.decode import Decoders
 from ltx_ray.engine.placement import OffloadMode, Placement, plan_placement
 from ltx_ray.engine.segments import extend_clip, generate_long
 from ltx_ray.engine.types import Clip, JobInputs, latent_index, whole_latent_frames
@@ -115,6 +117,7 @@ class LTX2Engine:
         for pipe in self._pipes.values():
             pipe.set_progress_bar_config(disable=True)
         root = Path(model_dir)
+        self.decoders = Decoders(base, root, torch.device(self.placement.execution_device), self.dtype)
         self.loras = LoraCache(base, profile.generation)
         upsampler_dir = Path(upsampler) if upsampler else root / profile.upsampler
         if distilled_lora is None and profile.distilled_lora:
@@ -189,15 +192,15 @@ class LTX2Engine:
         given_audio = kwargs.get("audio_latents") is not None
         with self._vae_tiling(job) as tiling, torch.inference_mode():
             video_latents, audio_latents, info = self.stages.run(pipe, job, kwargs, adapters)
-            frames = self._decode_video(pipe, video_latents)
+            frames = self.decoders.video(pipe, video_latents, job.decoder, job.seed)
             audio = None
             if job.audio and given_audio:
                 audio = self._given_audio(job, inputs)  # a2v: the track itself, never the model's copy
             elif job.audio:
-                audio = self._decode_audio(pipe, audio_latents)
+                audio = self.decoders.audio(pipe, audio_latents)
         del video_latents, audio_latents
         self._free()
-        info.update(vae_tiling=tiling, loras=[{"uri": uri, "scale": scale} for uri, scale in adapters])
+        info.update(vae_tiling=tiling, decoder=job.decoder, loras=[{"uri": uri, "scale": scale} for uri, scale in adapters])
         return Clip(
             frames=frames,
             fps=job.fps,
@@ -341,26 +344,6 @@ class LTX2Engine:
         finally:
             if on:
                 vae.disable_tiling()
-
-    @staticmethod
-    def _decode_video(pipe, latents: torch.Tensor) -> np.ndarray:
-        """Decode denormalised video latents to uint8 frames.
-
-        Mirrors the decode branch of diffusers 0.42 ``LTX2Pipeline.__call__`` with its default
-        ``decode_timestep`` 0 (no decode noise).
-        """
-        timestep = None
-        if pipe.vae.config.timestep_conditioning:
-            timestep = torch.zeros(latents.shape[0], device=latents.device, dtype=latents.dtype)
-        video = pipe.vae.decode(latents.to(pipe.vae.dtype), timestep, return_dict=False)[0]
-        video = pipe.video_processor.postprocess_video(video, output_type="np")[0]
-        return (np.clip(video, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-    @staticmethod
-    def _decode_audio(pipe, audio_latents: torch.Tensor) -> np.ndarray:
-        """Audio VAE + vocoder, as the end of ``LTX2Pipeline.__call__``: float waveform [C, S]."""
-        mel = pipe.audio_vae.decode(audio_latents.to(pipe.audio_vae.dtype), return_dict=False)[0]
-        return pipe.vocoder(mel)[0].float().cpu().numpy()
 
     def _free(self) -> None:
         """Per-job tensors go now, not at the next job: long runs die of memory kept between jobs."""

@@ -159,6 +159,11 @@ class ManifestRow(BaseModel):
         default=None, gt=0, le=MAX_FRAMES / DEFAULT_FPS, allow_inf_nan=False,
         description=f"With seconds `auto`: the longest length the model may pick; default {AUTO_MAX_SECONDS:g}.",
     )
+    decoder: Literal["conv", "diffusion"] | None = Field(
+        default=None,
+        description="`conv` (the VAE's decoder, default) or `diffusion` (LTX-2.5's diffusion decoder, "
+        "`diffusion_decoder/` in its repo: a small diffusion model that samples the pixels).",
+    )
     fps: float | None = Field(default=None, gt=0, le=120, allow_inf_nan=False, description=f"Frames per second; default {DEFAULT_FPS:g}.")
     seed: int | None = Field(
         default=None,
@@ -389,6 +394,7 @@ class ManifestRow(BaseModel):
             schedule=profile.schedule,
             distilled_lora=profile.distilled_lora if self.resolved_two_stage() else None,
             audio=True if self.audio is None else self.audio,
+            decoder=self.decoder or "conv",
             metadata=json.loads(self.metadata) if self.metadata else {},
             qc=self.qc,
         )

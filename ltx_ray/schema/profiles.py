@@ -91,6 +91,7 @@ class ModelProfile(BaseModel):
     trained_dtype: Literal["bfloat16", "float32"] = "bfloat16"
     max_sequence_length: int = 1024  # diffusers LTX2Pipeline.__call__ default
     duration_head: bool = False  # [H] LTX-2.5 ships duration_head/, which seconds: auto needs
+    diffusion_decoder: bool = False  # [H] and diffusion_decoder/, which decoder: diffusion needs
 
     @property
     def guidance_scale(self) -> float:
@@ -133,6 +134,7 @@ LTX_2_4_DEV = LTX_2_3_DEV.model_copy(update=dict(name="ltx-2.4-dev", generation=
 # [H] LTX-2.5: transformer/ is the distilled DiT, transformer_full/ the SFT one; stage-2 LoRA at the root.
 LTX_2_5_FULL = LTX_2_4_DEV.model_copy(update=dict(
     name="ltx-2.5-full", generation="ltx-2.5", variant="full", transformer_subfolder="transformer_full", duration_head=True,
+    diffusion_decoder=True,
     distilled_lora="ltx-2.5-22b-distilled-lora-450-bf16.safetensors",
 ))
 # [D] ANCESTRAL_SAMPLER_SINCE_VERSION = (2, 5): stage 1 samples with ancestral Euler (eta 1).

@@ -170,6 +170,12 @@ def _model_problem(job: Job, profile: ModelProfile, where: str) -> RowProblem | 
             message=f"profile {profile.name} has no duration head to pick the length (LTX-2.5 models have one); "
                     "give seconds as a number or num_frames",
         )
+    if job.decoder == "diffusion" and not profile.diffusion_decoder:
+        return RowProblem(
+            job_id=job.job_id, field="decoder", value="'diffusion'", source=where,
+            message=f"profile {profile.name} has no diffusion decoder (LTX-2.5 models have one); set decoder to conv "
+                    "or leave it empty",
+        )
     return None
 
 

@@ -9,9 +9,9 @@ drift.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from ltx_ray.schema.fields import (
     AUTO_MAX_SECONDS,
@@ -28,14 +28,14 @@ from ltx_ray.schema.fields import (
     MAX_SIDE,
     NEEDS,
     PRESETS,
-    TASK_OF_INPUT,
     SEGMENT_OVERLAP_FRAMES,
+    TASK_OF_INPUT,
     Keyframe,
     Lora,
     Task,
     check_uri,
-    seconds_value,
     frames_for_seconds,
+    seconds_value,
     stable_seed,
 )
 from ltx_ray.schema.job import AutoSeconds, Job
@@ -143,7 +143,7 @@ class ManifestRow(BaseModel):
         description=f"Number of frames, 8k + 1 (9, 17, ..., 121, ...); default {DEFAULT_NUM_FRAMES}. "
         "Give either this or `seconds`.",
     )
-    seconds: float | Literal["auto"] | None = Field(
+    seconds: Annotated[float | Literal["auto"] | None, BeforeValidator(seconds_value)] = Field(
         default=None,
         json_schema_extra={"column": "double or string"},
         description="Duration in seconds, converted to the nearest valid frame count at `fps`; or `auto` (t2v and "
@@ -201,11 +201,6 @@ class ManifestRow(BaseModel):
             except json.JSONDecodeError as exc:
                 raise ValueError(f'is not valid JSON ({exc.msg}); write a JSON object such as {{"min_motion": 0.5}}') from None
         return v
-
-    @field_validator("seconds", mode="before")
-    @classmethod
-    def _seconds(cls, v: Any) -> Any:
-        return seconds_value(v)
 
     @field_validator("prompt")
     @classmethod
@@ -323,14 +318,17 @@ class ManifestRow(BaseModel):
         if task not in ("t2v", "i2v"):
             raise ValueError(f"seconds: 'auto' picks the length of a t2v or i2v video; this {task} job takes its length "
                              "from num_frames or seconds (or its input); give seconds as a number")
-        low, high = self.auto_bounds()
-        if low >= high:
-            raise ValueError(f"min_seconds: {low:g} is not below max_seconds {high:g}; give min_seconds < max_seconds")
+        bounds = self.auto_seconds()
+        if bounds.min_seconds >= bounds.max_seconds:
+            raise ValueError(f"min_seconds: {bounds.min_seconds:g} is not below max_seconds {bounds.max_seconds:g}; "
+                             "give min_seconds < max_seconds")
 
-    def auto_bounds(self) -> tuple[float, float]:
-        """(min, max) seconds of a ``seconds: auto`` row (diffusers' ``LTX2Pipeline`` defaults)."""
-        return (self.min_seconds if self.min_seconds is not None else AUTO_MIN_SECONDS,
-                self.max_seconds if self.max_seconds is not None else AUTO_MAX_SECONDS)
+    def auto_seconds(self) -> AutoSeconds | None:
+        """The bounds of a ``seconds: auto`` row (diffusers' ``LTX2Pipeline`` defaults), else None."""
+        if self.seconds != "auto":
+            return None
+        return AutoSeconds(min_seconds=AUTO_MIN_SECONDS if self.min_seconds is None else self.min_seconds,
+                           max_seconds=AUTO_MAX_SECONDS if self.max_seconds is None else self.max_seconds)
 
     def resolved_two_stage(self) -> bool:
         if self.two_stage is not None:
@@ -346,7 +344,7 @@ class ManifestRow(BaseModel):
         if self.num_frames is not None:
             return self.num_frames
         if self.seconds == "auto":  # at most this long: what validation and cost estimates use
-            return min(MAX_FRAMES, frames_for_seconds(self.auto_bounds()[1], self.resolved_fps()))
+            return min(MAX_FRAMES, frames_for_seconds(self.auto_seconds().max_seconds, self.resolved_fps()))
         if self.seconds is not None:
             return frames_for_seconds(self.seconds, self.resolved_fps())
         return DEFAULT_NUM_FRAMES
@@ -376,8 +374,7 @@ class ManifestRow(BaseModel):
             width=self.width or (preset.width if preset else DEFAULT_WIDTH),
             height=self.height or (preset.height if preset else DEFAULT_HEIGHT),
             num_frames=self.resolved_num_frames(),
-            auto_seconds=AutoSeconds(min_seconds=self.auto_bounds()[0], max_seconds=self.auto_bounds()[1])
-            if self.seconds == "auto" else None,
+            auto_seconds=self.auto_seconds(),
             # a2v without a length takes the audio's (set when the audio is fetched)
             num_frames_from_audio=task == "a2v" and self.num_frames is None and self.seconds is None,
             fps=self.resolved_fps(),

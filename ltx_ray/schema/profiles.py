@@ -133,8 +133,8 @@ LTX_2_3_DISTILLED = _distilled(LTX_2_3_DEV, "ltx-2.3-distilled")
 LTX_2_4_DEV = LTX_2_3_DEV.model_copy(update=dict(name="ltx-2.4-dev", generation="ltx-2.4", image_crf=18))
 # [H] LTX-2.5: transformer/ is the distilled DiT, transformer_full/ the SFT one; stage-2 LoRA at the root.
 LTX_2_5_FULL = LTX_2_4_DEV.model_copy(update=dict(
-    name="ltx-2.5-full", generation="ltx-2.5", variant="full", transformer_subfolder="transformer_full", duration_head=True,
-    diffusion_decoder=True,
+    name="ltx-2.5-full", generation="ltx-2.5", variant="full", transformer_subfolder="transformer_full",
+    duration_head=True, diffusion_decoder=True,
     distilled_lora="ltx-2.5-22b-distilled-lora-450-bf16.safetensors",
 ))
 # [D] ANCESTRAL_SAMPLER_SINCE_VERSION = (2, 5): stage 1 samples with ancestral Euler (eta 1).

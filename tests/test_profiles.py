@@ -327,6 +327,60 @@ def test_decoder_diffusion_on_25_gives_the_frames_of_diffusers_diffusion_decode_
     assert np.abs(clips["conv"].frames.astype(int) - reference.astype(int)).max() > 10  # another decoder's frames
 
 
+def test_enhance_prompt_gives_the_frames_of_the_diffusers_call_with_prompt_enhancement_enabled(twins, tmp_path):
+    """Parity with the diffusers docs' "Prompt Enhancement" example (LTX-2.3, ``pipe.processor``
+    set, ``enable_prompt_enhancement=True, system_prompt=T2V_DEFAULT_SYSTEM_PROMPT``), and its
+    image-to-video twin (``I2V_DEFAULT_SYSTEM_PROMPT``, the enhancer looking at the image): the
+    2.3 twin's Gemma 3 text encoder rewrites the prompt, through ``--enhancer``'s processor."""
+    import torch
+    from diffusers import LTX2ImageToVideoPipeline, LTX2Pipeline
+    from diffusers.pipelines.ltx2.utils import I2V_DEFAULT_SYSTEM_PROMPT, T2V_DEFAULT_SYSTEM_PROMPT
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    from ltx_ray.engine.ltx2 import LTX2Engine
+    from ltx_ray.engine.twins import make_enhancer_twin
+    from ltx_ray.engine.types import JobInputs
+
+    enhancer = make_enhancer_twin(tmp_path / "gemma-3-processor", "ltx-2.3")
+    model = resolve_model(str(twins["ltx-2.3"]), enhancer=str(enhancer))
+    assert model.enhancer == str(enhancer)
+    engine = LTX2Engine(model.path, device="cpu", dtype="float32", profile=model.profile, enhancer=model.enhancer)
+    image = Image.fromarray(np.random.default_rng(3).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    for task, pipeline, extra, system in [("t2v", LTX2Pipeline, {}, T2V_DEFAULT_SYSTEM_PROMPT),
+                                          ("i2v", LTX2ImageToVideoPipeline, {"image": image}, I2V_DEFAULT_SYSTEM_PROMPT)]:
+        row = ManifestRow(job_id="j", prompt="a fox in the snow", steps=2, seed=7, task=task, enhance_prompt=True,
+                          image_uri="unused.png" if extra else None, **SMALL)
+        pipe = pipeline.from_pretrained(model.path, dtype=torch.float32, processor=AutoProcessor.from_pretrained(enhancer))
+        clip = check_parity(engine, row.resolve(model.profile), JobInputs(**extra), pipe,
+                            {**extra, "enable_prompt_enhancement": True, "system_prompt": system}, task)
+        rewritten = clip.info["enhanced_prompt"]
+        assert rewritten and rewritten != "a fox in the snow", task  # a random Gemma writes noise, but writes
+        assert clip.info["prompt_enhancement"] == {"original_prompt": "a fox in the snow", "enhancer": "text_encoder",
+                                                   "system_prompt": f"{task.upper()}_DEFAULT_SYSTEM_PROMPT"}
+        # The rewritten prompt is what the model was conditioned on: the plain prompt gives another video.
+        plain = engine.generate(row.model_copy(update={"enhance_prompt": None}).resolve(model.profile), JobInputs(**extra))
+        assert not np.array_equal(plain.frames, clip.frames), task
+
+
+def test_enhance_prompt_without_an_enhancer_is_a_row_error_naming_the_column_and_the_fix(twins):
+    from ltx_ray.storage.manifest import validate_rows
+
+    for generation, needs in [("ltx-2.3", "google/gemma-3-12b-it-qat-q4_0-unquantized (its processor"),
+                              ("ltx-2.5", "google/gemma-4-E2B-it (the Gemma 4 model and its processor")]:
+        model = resolve_model(str(twins[generation]))
+        assert model.enhancer is None  # the real repos ship no processor
+        rows = [{"job_id": "e", "prompt": "p", "enhance_prompt": True, **SMALL}, {"job_id": "ok", "prompt": "p", **SMALL}]
+        result = validate_rows([("m.parquet", rows)], model.profile, enhancer=False)
+        assert [j.job_id for j in result.jobs] == ["ok"]
+        (problem,) = result.invalid[0].problems
+        assert (problem.field, problem.value) == ("enhance_prompt", "True")
+        assert f"pass --enhancer with a local copy of {needs}" in problem.message
+        assert "or set enhance_prompt false" in problem.message
+    with pytest.raises(ModelNotFound, match="holds no processor"):
+        resolve_model(str(twins["ltx-2.3"]), enhancer=str(twins["ltx-2.3"] / "transformer"))
+
+
 def check_parity(engine, job, inputs, pipe, extra: dict, task: str, length: dict | None = None):
     import torch
 

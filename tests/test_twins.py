@@ -273,8 +273,8 @@ def test_make_tiny_model_like_writes_that_generations_twin(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def run_on_25(ray_local, twins, loras, tmp_path_factory):
-    """One `ltx-ray run` on the 2.5 twin: row LoRAs of each generation, and `seconds` as a string
-    column holding `auto` and a number."""
+    """One `ltx-ray run` on the 2.5 twin: row LoRAs of each generation, `seconds` as a string
+    column holding `auto` and a number, the diffusion decoder, and enhance_prompt without --enhancer."""
     import pyarrow.parquet as pq
     from safetensors.torch import load_file, save_file
 
@@ -297,7 +297,8 @@ def run_on_25(ray_local, twins, loras, tmp_path_factory):
              {"job_id": "auto-clamped", "seconds": "auto", "min_seconds": 1.5, "max_seconds": 3.0, **timed},
              {"job_id": "fixed", "seconds": "0.75", **timed},
              {"job_id": "diffused", "prompt": "a lamp", "decoder": "diffusion", "width": 96, "height": 96,
-              "num_frames": 9, "seed": 1}]
+              "num_frames": 9, "seed": 1},
+             {"job_id": "enhanced", "prompt": "a lamp", "enhance_prompt": True, **small}]
     write_manifest(rows, str(tmp / "m.parquet"))
     assert pq.read_schema(tmp / "m.parquet").field("seconds").type == "string"
     out = tmp / "out"
@@ -345,3 +346,11 @@ def test_decoder_diffusion_writes_the_25_diffusion_decoders_video_and_says_so(ru
         assert (f.streams.video[0].frames, f.streams.video[0].width) == (9, 96)
     assert json.loads((out / "diffused.json").read_text())["generation"]["decoder"] == "diffusion"
     assert json.loads((out / "plain.json").read_text())["generation"]["decoder"] == "conv"
+
+
+def test_enhance_prompt_on_the_25_twin_without_enhancer_fails_its_row_naming_the_gemma_4_it_needs(run_on_25):
+    _, out, results, _ = run_on_25
+    row = results["enhanced"]
+    assert (row["status"], row["error_stage"]) == ("failed", "validate")
+    assert "enhance_prompt" in row["error"] and "--enhancer with a local copy of google/gemma-4-E2B-it" in row["error"]
+    assert not (out / "enhanced.mp4").exists()

@@ -40,6 +40,8 @@ class RunConfig(BaseModel):
                                   "instead of the model's latent_upsampler/")
     distilled_lora: str | None = Field(default=None, description="stage-2 distilled LoRA file (local or URI) for two-stage "
                                        "jobs on a dev model, instead of the profile's file at the model's root")
+    enhancer: str | None = Field(default=None, description="prompt enhancer folder (local or URI) for enhance_prompt rows: "
+                                 "a Gemma 3 processor (LTX-2.0 / 2.3), google/gemma-4-E2B-it (LTX-2.5)")
     address: str | None = Field(default=None, description="Ray cluster address (default: start a local Ray)")
     replicas: int = Field(default=1, ge=1, description="generation actors, started all at once")
     gpus_per_replica: float = Field(default=0, ge=0, description="GPUs each replica owns (its components are placed over them)")
@@ -96,7 +98,8 @@ def run(config: RunConfig, log=print) -> RunSummary:
     # 1. Fatal checks first, before any model loads or GPU starts.
     store = OutputStore(config.out)
     store.check_writable()
-    model = resolve_model(config.model, config.profile, upsampler=config.upsampler, distilled_lora=config.distilled_lora)
+    model = resolve_model(config.model, config.profile, upsampler=config.upsampler, distilled_lora=config.distilled_lora,
+                          enhancer=config.enhancer)
     config = config.model_copy(update={"dtype": config.dtype or default_dtype(config.device)})
     if problem := precision_problem(config.dtype, model.profile):
         raise PrecisionError(problem)
@@ -104,7 +107,7 @@ def run(config: RunConfig, log=print) -> RunSummary:
         log("note: using the embedded tiny LTX-2 (random weights): the videos are noise. Pass --model for real weights.")
 
     # 2. Read and validate every manifest row; invalid rows get their failed results rows now.
-    manifest = load_and_validate(config.manifests, model.profile)
+    manifest = load_and_validate(config.manifests, model.profile, enhancer=model.enhancer is not None)
     check_companions(model, manifest.jobs)
     for row in manifest.invalid:
         write_result(store, row.key, _invalid_result(row, run_id))
@@ -247,7 +250,7 @@ def _generate_on_ray(config: RunConfig, run_id: str, jobs_uri: str, filesystem, 
         DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
         worker = RunnerSpec(
             model=config.model, out=config.out, device=config.device, dtype=config.dtype, run_id=run_id, profile=config.profile,
-            upsampler=config.upsampler, distilled_lora=config.distilled_lora,
+            upsampler=config.upsampler, distilled_lora=config.distilled_lora, enhancer=config.enhancer,
             engine=config.engine, runner=config.runner,
             offload=config.offload,
             # On CPU a replica's torch may use its share of the node's cores, not just the

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 # The RunConfig fields every command that starts a run (run, submit, nightly) takes as flags.
-RUN_FLAGS = ["out", "model", "device", "dtype", "profile", "upsampler", "distilled_lora", "address", "replicas",
+RUN_FLAGS = ["out", "model", "device", "dtype", "profile", "upsampler", "distilled_lora", "enhancer", "address", "replicas",
              "gpus_per_replica", "cpus_per_replica", "offload", "force", "run_id", "gpu_hour_usd"]
 
 

@@ -6,7 +6,7 @@ import time
 
 # The ServeArgs fields `ltx-ray serve` takes as flags (the others come from a Serve config).
 SERVE_FLAGS = ["model", "store", "replicas", "gpus_per_replica", "cpus_per_replica", "device", "dtype", "profile",
-               "upsampler", "distilled_lora", "offload", "allow_remote_urls", "max_pending_jobs"]
+               "upsampler", "distilled_lora", "enhancer", "offload", "allow_remote_urls", "max_pending_jobs"]
 
 
 def add_parser(sub) -> str:

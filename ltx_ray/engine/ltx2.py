@@ -62,9 +62,11 @@ class LTX2Engine:
         max_refine_tokens: int | None = None,
         upsampler: str | None = None,
         distilled_lora: str | None = None,
+        enhancer: str | None = None,
     ):
         """``upsampler`` / ``distilled_lora``: two-stage's companions (``ResolvedModel`` carries
-        them, ``--upsampler`` / ``--distilled-lora`` included); default the profile's, in ``model_dir``."""
+        them, ``--upsampler`` / ``--distilled-lora`` included); default the profile's, in ``model_dir``.
+        ``enhancer``: the folder enhance_prompt's processor (and, for LTX-2.5, Gemma 4) load from."""
         from diffusers import (
             FlowMatchEulerDiscreteScheduler,
             LTX2ConditionPipeline,
@@ -102,6 +104,11 @@ class LTX2Engine:
         base.scheduler = FlowMatchEulerDiscreteScheduler.from_config(
             base.scheduler.config, use_dynamic_shifting=False, shift_terminal=None, shift=1.0
         )
+        if enhancer and Path(enhancer) != Path(model_dir):  # the model's own loaded with it
+            self._load_enhancer(base, enhancer)
+        self.enhances = getattr(base, "processor", None) is not None and (
+            profile.enhancer == "text_encoder" or getattr(base, "prompt_enhancer", None) is not None
+        )
         self.placement = self._place(base, offload)
         # from_pipe without a dtype casts the shared modules to float32 (diffusers#12754).
         self._pipes = {
@@ -138,7 +145,9 @@ class LTX2Engine:
 
     def generate(self, job: Job, inputs: JobInputs, on_step: Callable[[int, int], None] | None = None) -> Clip:
         """Run one job (one segment, or a chain of them). Raises on failure; the caller records it."""
-        picked = None
+        picked = enhanced = None
+        if job.enhance_prompt:  # first, as in diffusers: the duration head reads the enhanced prompt
+            job, enhanced = self._enhance(job, inputs)
         if job.auto_seconds is not None:
             job, picked = self._pick_length(job)
         if job.task == "extend":
@@ -149,7 +158,44 @@ class LTX2Engine:
             clip = self.generate_segment(job, inputs, on_step)
         if picked is not None:
             clip.info["duration"] = picked
+        if enhanced is not None:
+            clip.info.update(enhanced)
         return clip
+
+    def _load_enhancer(self, base, folder: str) -> None:
+        """``--enhancer``: the processor (and, where the profile's enhancer is separate, the Gemma 4
+        model) as the pipeline's optional ``processor`` / ``prompt_enhancer`` components (diffusers
+        docs, "Prompt Enhancement" and "Prompt Enhancement for LTX-2.5")."""
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        base.register_modules(processor=AutoProcessor.from_pretrained(folder))
+        if self.profile.enhancer == "separate":
+            model = AutoModelForImageTextToText.from_pretrained(folder, dtype=self.dtype).eval()
+            base.register_modules(prompt_enhancer=model)
+
+    def _enhance(self, job: Job, inputs: JobInputs) -> tuple[Job, dict]:
+        """``enhance_prompt``: diffusers 0.42.1 ``LTX2Pipeline.enhance_prompt`` with the system prompt
+        its ``__call__`` picks (LTX-2.5's with a separate enhancer, the docs' 2.0 / 2.3 ones with the
+        text encoder; i2v's looks at the image too) and the job's seed, as ``__call__`` seeds it."""
+        from diffusers.pipelines.ltx2 import utils as ltx2_utils
+
+        from ltx_ray.errors import InputError
+
+        if not self.enhances:
+            raise InputError(
+                f"enhance_prompt: true needs a prompt enhancer and profile {self.profile.name} has none loaded; "
+                f"pass --enhancer with a local copy of {self.profile.enhancer_repo}, or set enhance_prompt false"
+            )
+        image = inputs.image if job.task == "i2v" else None
+        name = ("LTX2_5_" if self.profile.enhancer == "separate" else "") + ("I2V" if image is not None else "T2V") + "_DEFAULT_SYSTEM_PROMPT"
+        with torch.inference_mode():
+            text = self._pipes["t2v"].enhance_prompt(
+                prompt=job.prompt, system_prompt=getattr(ltx2_utils, name), seed=job.seed,
+                device=self.placement.execution_device, image=image,
+            )[0].strip()
+        info = {"enhanced_prompt": text or job.prompt,
+                "prompt_enhancement": {"original_prompt": job.prompt, "system_prompt": name, "enhancer": self.profile.enhancer}}
+        return (job.model_copy(update={"prompt": text}) if text else job), info
 
     def _pick_length(self, job: Job) -> tuple[Job, dict]:
         """``seconds: auto``: the duration head's frame count for the prompt, as the auto-duration

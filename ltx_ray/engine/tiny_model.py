@@ -92,9 +92,10 @@ def build_gemma3_text_encoder(tokenizer, hidden_size: int = 32, num_layers: int 
             "patch_size": 14,
         },
         mm_tokens_per_image=4,
-        boi_token_index=tokenizer.bos_token_id,
-        eoi_token_index=tokenizer.eos_token_id,
-        image_token_index=tokenizer.unk_token_id,
+        # A tokenizer with Gemma 3's image tokens (the twins') gets them; the tiny one has none.
+        boi_token_index=getattr(tokenizer, "boi_token_id", None) or tokenizer.bos_token_id,
+        eoi_token_index=getattr(tokenizer, "eoi_token_id", None) or tokenizer.eos_token_id,
+        image_token_index=getattr(tokenizer, "image_token_id", None) or tokenizer.unk_token_id,
     )
     return Gemma3ForConditionalGeneration(gemma_config).eval()
 

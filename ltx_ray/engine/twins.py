@@ -40,7 +40,7 @@ from ltx_ray.engine.tiny_model import CARD_NAME, build_gemma3_text_encoder, publ
 
 TWIN_GENERATIONS = ("ltx-2.0", "ltx-2.3", "ltx-2.5")
 # Bumped whenever a twin's architecture or files change, so cached copies are rebuilt.
-TWIN_REVISION = "1"
+TWIN_REVISION = "2"
 REAL_CONFIGS = Path(__file__).with_name("real_configs")
 
 # Tiny widths shared by every generation (real values in the comments). The text encoder's
@@ -206,17 +206,62 @@ def _check_generation(generation: str) -> None:
         raise ValueError(f"like={generation!r} is not a known LTX-2 generation; choose one of {', '.join(TWIN_GENERATIONS)}")
 
 
+# Gemma 3's turn and image tokens, by their real names, and a chat template in its format: what
+# prompt enhancement's processor needs (image: <start_of_image>, expanded by the processor).
+GEMMA_TURN_TOKENS = ["<start_of_turn>", "<end_of_turn>"]
+GEMMA_IMAGE_TOKENS = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ m['role'] }}\n"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}{{ boi_token }}{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+# The enhancer twin's processor: 28 px images (the twin vision tower's; real 896) as 4 soft
+# tokens (the twin text encoder's mm_tokens_per_image; real 256).
+ENHANCER_IMAGE_SIZE, ENHANCER_IMAGE_TOKENS = 28, 4
+
+
 def build_gemma_tokenizer():
     """A Gemma tokenizer (the real class, so model_index names it) over bytes, built offline.
 
     Gemma's own special-token ids (pad 0, eos 1, bos 2, unk 3, mask 4), a word-boundary
-    token and the 256 byte-fallback tokens: every UTF-8 byte of a prompt is one token.
+    token and the 256 byte-fallback tokens: every UTF-8 byte of a prompt is one token; then
+    Gemma 3's turn and image tokens.
     """
     from transformers import GemmaTokenizer
 
     vocab = {tok: i for i, tok in enumerate(["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "\u2581"])}
     vocab.update({f"<0x{b:02X}>": len(vocab) + b for b in range(256)})
-    return GemmaTokenizer(vocab=vocab, merges=[], add_bos_token=True, model_max_length=1024)
+    for token in GEMMA_TURN_TOKENS + list(GEMMA_IMAGE_TOKENS.values()):
+        vocab[token] = len(vocab)
+    return GemmaTokenizer(
+        vocab=vocab, merges=[], add_bos_token=True, model_max_length=1024,
+        extra_special_tokens=GEMMA_IMAGE_TOKENS, chat_template=GEMMA_CHAT_TEMPLATE,
+    )
+
+
+def make_enhancer_twin(out_dir: str | Path, like: str) -> Path:
+    """What ``--enhancer`` takes for a ``like`` twin: LTX-2.0 / 2.3's Gemma 3 text encoder
+    rewrites prompts itself, so this is the Gemma 3 processor (``Gemma3Processor``: the twin's
+    tokenizer and a PIL image processor), saved as google/gemma-3-12b-it ships it at its root.
+
+    LTX-2.5's enhancer (google/gemma-4-E2B-it) is not built: ``Gemma4Processor`` needs a video
+    processor, which needs torchvision, which ltx-ray does not install.
+    """
+    from transformers import Gemma3Processor
+    from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
+
+    _check_generation(like)
+    if like not in ("ltx-2.0", "ltx-2.3"):
+        raise ValueError(f"no enhancer twin for {like}: its Gemma 4 processor needs torchvision")
+    size = {"height": ENHANCER_IMAGE_SIZE, "width": ENHANCER_IMAGE_SIZE}
+    processor = Gemma3Processor(
+        image_processor=Gemma3ImageProcessorPil(size=size), tokenizer=build_gemma_tokenizer(),
+        chat_template=GEMMA_CHAT_TEMPLATE, image_seq_length=ENHANCER_IMAGE_TOKENS,
+    )
+    out = Path(out_dir)
+    processor.save_pretrained(out)
+    return out
 
 
 def build_gemma4_text_encoder(tokenizer):

@@ -38,19 +38,40 @@ def cache_root() -> Path:
 
 
 def resolve_model(source: str, profile: str | None = None, *, upsampler: str | None = None,
-                  distilled_lora: str | None = None) -> ResolvedModel:
+                  distilled_lora: str | None = None, enhancer: str | None = None) -> ResolvedModel:
     """Turn ``--model`` into a local folder, its profile and its companions, building, copying
     or downloading into the cache as needed.
 
     ``upsampler`` / ``distilled_lora`` (a local path or an fsspec URI) replace the profile's
     ``latent_upsampler/`` and root stage-2 LoRA; the profile's own are then not fetched.
+    ``enhancer`` (a local path or an fsspec URI): the prompt enhancer enhance_prompt rows use.
     """
     fetch = {"upsampler": upsampler is None, "distilled_lora": distilled_lora is None}
     resolved = _resolve_location(source, profile, fetch)
     if profile is not None:
         resolved.profile = named_profile(profile, f"--profile {profile!r}")
     check_components(resolved)
-    return _with_companions(resolved, upsampler, distilled_lora)
+    resolved = _with_companions(resolved, upsampler, distilled_lora)
+    return resolved.model_copy(update={"enhancer": find_enhancer(resolved, enhancer)})
+
+
+def find_enhancer(model: ResolvedModel, enhancer: str | None) -> str | None:
+    """Where enhance_prompt's enhancer is: ``--enhancer`` (a folder holding a processor, and for
+    LTX-2.5 the Gemma 4 model too), else the model folder when model_index.json names its own
+    ``processor`` (and ``prompt_enhancer``); None when there is none."""
+    if enhancer is not None:
+        path = Path(_companion(enhancer))
+        if not (path / "processor_config.json").is_file() and not (path / "preprocessor_config.json").is_file():
+            raise ModelNotFound(
+                f"--enhancer {enhancer!r}: {path} holds no processor (processor_config.json); give a local copy of "
+                f"{model.profile.enhancer_repo}, the enhancer profile {model.profile.name} uses"
+            )
+        return str(path)
+    index = _read_json(Path(model.path) / "model_index.json")
+    wanted = ["processor"] + (["prompt_enhancer"] if model.profile.enhancer == "separate" else [])
+    if all((index.get(name) or [None, None])[1] for name in wanted):
+        return model.path
+    return None
 
 
 def named_profile(name: str, where: str) -> ModelProfile:

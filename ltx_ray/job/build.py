@@ -20,6 +20,7 @@ class RunnerSpec(BaseModel):
     profile: str | None = None
     upsampler: str | None = Field(default=None, description="--upsampler: replaces the profile's latent_upsampler/")
     distilled_lora: str | None = Field(default=None, description="--distilled-lora: replaces the profile's stage-2 LoRA")
+    enhancer: str | None = Field(default=None, description="--enhancer: the prompt enhancer enhance_prompt rows use")
     run_id: str
     torch_threads: int | None = None
     offload: OffloadMode = "auto"
@@ -46,12 +47,14 @@ def build_runner(spec: RunnerSpec, node_id: str | None = None):
 
     if spec.torch_threads:
         use_cpu_threads(spec.torch_threads)
-    model = resolve_model(spec.model, spec.profile, upsampler=spec.upsampler, distilled_lora=spec.distilled_lora)
+    model = resolve_model(spec.model, spec.profile, upsampler=spec.upsampler, distilled_lora=spec.distilled_lora,
+                          enhancer=spec.enhancer)
     if spec.engine == "ltx2":
         from ltx_ray.engine.ltx2 import LTX2Engine
 
         engine = LTX2Engine(model.path, device=spec.device, dtype=spec.dtype, profile=model.profile, offload=spec.offload,
-                            upsampler=model.upsampler, distilled_lora=model.distilled_lora)
+                            upsampler=model.upsampler, distilled_lora=model.distilled_lora,
+                            enhancer=model.enhancer)
     else:
         engine = load_object(spec.engine)(model=model, device=spec.device, dtype=spec.dtype)
     return JobRunner(

@@ -63,6 +63,7 @@ class Job(BaseModel):
     distilled_lora: str | None = Field(default=None, description="stage 2's LoRA file (two-stage on a dev model)")
     audio: bool
     decoder: Literal["conv", "diffusion"] = "conv"
+    enhance_prompt: bool = False
     metadata: dict[str, Any] = Field(default_factory=dict)
     qc: QCConfig | None = Field(default=None, description="Quality checks; None: the video is accepted as generated")
     passthrough: dict[str, Any] = Field(default_factory=dict, description="x_ columns, kept as they came")

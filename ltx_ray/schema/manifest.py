@@ -14,28 +14,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from ltx_ray.schema.fields import (
-    AUTO_MAX_SECONDS,
-    AUTO_MIN_SECONDS,
-    DEFAULT_FPS,
-    DEFAULT_HEIGHT,
-    DEFAULT_NUM_FRAMES,
-    DEFAULT_SEGMENT_FRAMES,
-    DEFAULT_V2V_STRENGTH,
-    DEFAULT_WIDTH,
-    JOB_ID_PATTERN,
-    MAX_FRAMES,
-    MAX_PROMPT_CHARS,
-    MAX_SIDE,
-    NEEDS,
-    PRESETS,
-    SEGMENT_OVERLAP_FRAMES,
-    TASK_OF_INPUT,
-    Keyframe,
-    Lora,
-    Task,
-    check_uri,
-    frames_for_seconds,
-    seconds_value,
+    AUTO_MAX_SECONDS, AUTO_MIN_SECONDS, DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_NUM_FRAMES, DEFAULT_SEGMENT_FRAMES,
+    DEFAULT_V2V_STRENGTH, DEFAULT_WIDTH, JOB_ID_PATTERN, MAX_FRAMES, MAX_PROMPT_CHARS, MAX_SIDE, NEEDS, PRESETS,
+    SEGMENT_OVERLAP_FRAMES, TASK_OF_INPUT, Keyframe, Lora, Task, check_uri, frames_for_seconds, seconds_value,
     stable_seed,
 )
 from ltx_ray.schema.job import AutoSeconds, Job
@@ -163,6 +144,12 @@ class ManifestRow(BaseModel):
         default=None,
         description="`conv` (the VAE's decoder, default) or `diffusion` (LTX-2.5's diffusion decoder, "
         "`diffusion_decoder/` in its repo: a small diffusion model that samples the pixels).",
+    )
+    enhance_prompt: bool | None = Field(
+        default=None,
+        description="true: the model's prompt enhancer rewrites the prompt first, with the official system prompt "
+        "(i2v: looking at the image too); the rewritten prompt is in the sidecar as `generation.enhanced_prompt`. "
+        "Needs an enhancer: `--enhancer DIR` (LTX-2.0 / 2.3: a Gemma 3 processor; LTX-2.5: google/gemma-4-E2B-it).",
     )
     fps: float | None = Field(default=None, gt=0, le=120, allow_inf_nan=False, description=f"Frames per second; default {DEFAULT_FPS:g}.")
     seed: int | None = Field(
@@ -392,6 +379,7 @@ class ManifestRow(BaseModel):
             distilled_lora=profile.distilled_lora if self.resolved_two_stage() else None,
             audio=True if self.audio is None else self.audio,
             decoder=self.decoder or "conv",
+            enhance_prompt=bool(self.enhance_prompt),
             metadata=json.loads(self.metadata) if self.metadata else {},
             qc=self.qc,
         )

@@ -20,3 +20,7 @@ class ResolvedModel(BaseModel):
     # says so for a run that needs them.
     upsampler: str | None = Field(default=None, description="folder of the x2 latent upsampler")
     distilled_lora: str | None = Field(default=None, description="stage 2's distilled LoRA file; None: none is used")
+    enhancer: str | None = Field(
+        default=None, description="folder of the prompt enhancer (--enhancer, or the model's own processor/): "
+        "what enhance_prompt rows need; None: such rows fail naming the fix",
+    )

@@ -92,6 +92,11 @@ class ModelProfile(BaseModel):
     max_sequence_length: int = 1024  # diffusers LTX2Pipeline.__call__ default
     duration_head: bool = False  # [H] LTX-2.5 ships duration_head/, which seconds: auto needs
     diffusion_decoder: bool = False  # [H] and diffusion_decoder/, which decoder: diffusion needs
+    # enhance_prompt: [D] "Prompt Enhancement": LTX-2.0 / 2.3's Gemma 3 text encoder rewrites the
+    # prompt itself (with a Gemma 3 processor, which the repos do not ship); [D] "Prompt
+    # Enhancement for LTX-2.5": 2.5 uses a separate Gemma 4 (prompt_enhancer + its processor).
+    enhancer: Literal["text_encoder", "separate"] = "text_encoder"
+    enhancer_repo: str = "google/gemma-3-12b-it-qat-q4_0-unquantized"  # [D] where the processor comes from
 
     @property
     def guidance_scale(self) -> float:
@@ -134,7 +139,7 @@ LTX_2_4_DEV = LTX_2_3_DEV.model_copy(update=dict(name="ltx-2.4-dev", generation=
 # [H] LTX-2.5: transformer/ is the distilled DiT, transformer_full/ the SFT one; stage-2 LoRA at the root.
 LTX_2_5_FULL = LTX_2_4_DEV.model_copy(update=dict(
     name="ltx-2.5-full", generation="ltx-2.5", variant="full", transformer_subfolder="transformer_full",
-    duration_head=True, diffusion_decoder=True,
+    duration_head=True, diffusion_decoder=True, enhancer="separate", enhancer_repo="google/gemma-4-E2B-it",
     distilled_lora="ltx-2.5-22b-distilled-lora-450-bf16.safetensors",
 ))
 # [D] ANCESTRAL_SAMPLER_SINCE_VERSION = (2, 5): stage 1 samples with ancestral Euler (eta 1).

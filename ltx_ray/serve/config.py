@@ -31,6 +31,8 @@ class ServeArgs(BaseModel):
                                   "requests, instead of the model's latent_upsampler/.")
     distilled_lora: str | None = Field(default=None, description="Stage-2 distilled LoRA file (local or URI) for two-stage "
                                        "requests on a dev model, instead of the profile's file at the model's root.")
+    enhancer: str | None = Field(default=None, description="prompt enhancer folder (local or URI) for enhance_prompt requests: "
+                                 "a Gemma 3 processor (LTX-2.0 / 2.3), google/gemma-4-E2B-it (LTX-2.5)")
     replicas: int = Field(default=1, ge=1, description="Generator replicas; each runs one job at a time.")
     gpus_per_replica: float = Field(default=0, ge=0, description="GPUs reserved by each generator replica.")
     cpus_per_replica: float = Field(default=1, ge=0, description="CPUs reserved by each generator replica.")

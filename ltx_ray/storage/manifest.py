@@ -107,9 +107,10 @@ def read_manifest_rows(uri: str) -> list[dict]:
 
 
 def validate_rows(
-    rows_by_source: list[tuple[str, list[dict]]], defaults: ModelProfile
+    rows_by_source: list[tuple[str, list[dict]]], defaults: ModelProfile, enhancer: bool = True
 ) -> ValidatedManifest:
-    """Validate every row of every manifest; report all problems, never stop at the first."""
+    """Validate every row of every manifest; report all problems, never stop at the first.
+    ``enhancer`` False: the run has no prompt enhancer (a run knows; ``validate`` does not check)."""
     result = ValidatedManifest(sources=[s for s, _ in rows_by_source])
     seen: dict[str, str] = {}
     for source, rows in rows_by_source:
@@ -147,7 +148,7 @@ def validate_rows(
                 continue
             seen[parsed.job_id] = where
             job = parsed.resolve(defaults)
-            problem = _model_problem(job, defaults, where)
+            problem = _model_problem(job, defaults, where, enhancer)
             if problem is not None:
                 result.invalid.append(InvalidRow(key=key, job_id=parsed.job_id, problems=[problem]))
                 continue
@@ -156,8 +157,8 @@ def validate_rows(
     return result
 
 
-def _model_problem(job: Job, profile: ModelProfile, where: str) -> RowProblem | None:
-    """A valid row the loaded model cannot run as asked."""
+def _model_problem(job: Job, profile: ModelProfile, where: str, enhancer: bool) -> RowProblem | None:
+    """A valid row the loaded model cannot run as asked (``enhancer``: the run has a prompt enhancer)."""
     if job.schedule == "distilled" and job.steps != len(DISTILLED_SIGMAS):
         return RowProblem(
             job_id=job.job_id, field="steps", value=repr(job.steps), source=where,
@@ -176,7 +177,18 @@ def _model_problem(job: Job, profile: ModelProfile, where: str) -> RowProblem | 
             message=f"profile {profile.name} has no diffusion decoder (LTX-2.5 models have one); set decoder to conv "
                     "or leave it empty",
         )
+    if job.enhance_prompt and not enhancer:
+        return RowProblem(
+            job_id=job.job_id, field="enhance_prompt", value="True", source=where,
+            message=f"profile {profile.name} has no prompt enhancer here: pass --enhancer with a local copy of "
+                    f"{profile.enhancer_repo} ({ENHANCER_NEEDS[profile.enhancer]}), or set enhance_prompt false",
+        )
     return None
+
+
+# What --enhancer must hold, by the profile's kind of enhancer.
+ENHANCER_NEEDS = {"text_encoder": "its processor: the model's Gemma 3 text encoder does the rewriting",
+                  "separate": "the Gemma 4 model and its processor"}
 
 
 def _anchor_relative_uris(row: dict, source: str) -> dict:
@@ -213,10 +225,10 @@ def _row_key(source: str, index: int, job_id) -> str:
     return f"invalid-row-{digest}"
 
 
-def load_and_validate(paths: list[str], defaults: ModelProfile) -> ValidatedManifest:
+def load_and_validate(paths: list[str], defaults: ModelProfile, enhancer: bool = True) -> ValidatedManifest:
     """Read every manifest named by ``paths`` and validate all its rows."""
     files = expand_manifest_paths(paths)
     rows_by_source = [(uri, read_manifest_rows(uri)) for uri in files]
     if not any(rows for _, rows in rows_by_source):
         raise ManifestError(f"the manifests {', '.join(files)} hold no rows; nothing to generate")
-    return validate_rows(rows_by_source, defaults)
+    return validate_rows(rows_by_source, defaults, enhancer)

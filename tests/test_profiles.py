@@ -381,6 +381,46 @@ def test_enhance_prompt_without_an_enhancer_is_a_row_error_naming_the_column_and
         resolve_model(str(twins["ltx-2.3"]), enhancer=str(twins["ltx-2.3"] / "transformer"))
 
 
+def test_a_variant_full_row_on_the_25_twin_runs_transformer_full_as_a_full_loaded_engine_would(twins):
+    """LTX-2.5 ships both DiTs: a ``variant: full`` row on the distilled-loaded model runs
+    ``transformer_full/`` with the full recipe, giving the frames of an engine loaded with
+    ``--profile ltx-2.5-full``; the next distilled row is back on ``transformer/``."""
+    from ltx_ray.engine.ltx2 import LTX2Engine
+    from ltx_ray.engine.types import JobInputs
+
+    model = resolve_model(str(twins["ltx-2.5"]))
+    assert model.profile.name == "ltx-2.5-distilled"
+    engine = LTX2Engine(model.path, device="cpu", dtype="float32", profile=model.profile)
+    row = ManifestRow(job_id="j", prompt="a fox in the snow", seed=7, **SMALL)
+    full_row = row.model_copy(update={"variant": "full", "steps": 2})
+    full_job = full_row.resolve(model.profile)
+    assert (full_job.profile, full_job.steps, full_job.video_guidance.cfg) == ("ltx-2.5-full", 2, 3.0)
+    before = engine.generate(row.resolve(model.profile), JobInputs())
+    full = engine.generate(full_job, JobInputs())
+    after = engine.generate(row.resolve(model.profile), JobInputs())
+    assert (before.info["variant"], full.info["variant"]) == ("distilled", "full")
+    assert np.array_equal(before.frames, after.frames) and not np.array_equal(before.frames, full.frames)
+    full_model = resolve_model(str(twins["ltx-2.5"]), "ltx-2.5-full")
+    loaded_full = LTX2Engine(full_model.path, device="cpu", dtype="float32", profile=full_model.profile)
+    reference = loaded_full.generate(full_row.resolve(full_model.profile), JobInputs())
+    assert np.array_equal(full.frames, reference.frames) and np.array_equal(full.audio, reference.audio)
+
+
+def test_a_variant_on_a_single_checkpoint_generation_is_a_row_error_naming_the_column(twins):
+    from ltx_ray.storage.manifest import validate_rows
+
+    model = resolve_model(str(twins["ltx-2.3"]))
+    rows = [{"job_id": "v", "prompt": "p", "variant": "full", **SMALL},
+            {"job_id": "same", "prompt": "p", "variant": "distilled", **SMALL}]
+    result = validate_rows([("m.parquet", rows)], model.profile)
+    assert [r.job_id for r in result.invalid] == ["v", "same"]  # 2.3 dev: neither is its variant
+    problem = result.invalid[0].problems[0]
+    assert (problem.field, problem.value) == ("variant", "'full'")
+    assert "only LTX-2.5 ships both DiTs" in problem.message and "leave variant empty" in problem.message
+    on_25 = validate_rows([("m.parquet", rows)], resolve_model(str(twins["ltx-2.5"])).profile)
+    assert [j.profile for j in on_25.jobs] == ["ltx-2.5-full", "ltx-2.5-distilled"] and not on_25.invalid
+
+
 def check_parity(engine, job, inputs, pipe, extra: dict, task: str, length: dict | None = None):
     import torch
 

@@ -6,11 +6,13 @@ This module and its siblings in ltx_ray/engine/ are the only ones that touch dif
 - stages.py: one- and two-stage denoising (x2 latent upsampler, distilled refinement,
   tiled refinement for very large token counts);
 - lora.py: per-row LoRAs cached by URI and applied for one row only;
-- decode.py: latents to frames (conv VAE or LTX-2.5's diffusion decoder) and waveform.
+- decode.py: latents to frames (conv VAE or LTX-2.5's diffusion decoder) and waveform;
+- prompt.py: before denoising, prompt enhancement and ``seconds: auto``'s length.
 
 One ``LTX2Engine`` holds one set of components. Every task's pipeline (text-to-video,
 image-to-video, condition, in-context) is a view over the same modules (``from_pipe``), so
-a worker serves every task without reloading weights. Long videos and extensions are
+a worker serves every task without reloading weights; a row of LTX-2.5's other variant
+swaps in the repo's other DiT for that row (``_variant``). Long videos and extensions are
 chains of segments (engine/segments.py), each one call of ``generate_segment``.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +29,11 @@ import torch
 
 from ltx_ray.engine.decode import Decoders
 from ltx_ray.engine.placement import OffloadMode, Placement, plan_placement
+from ltx_ray.engine.prompt import enhance, load_enhancer, pick_length
 from ltx_ray.engine.segments import extend_clip, generate_long
 from ltx_ray.engine.types import Clip, JobInputs, latent_index, whole_latent_frames
 from ltx_ray.schema.job import Job
-from ltx_ray.schema.profiles import ModelProfile, precision_problem
+from ltx_ray.schema.profiles import PROFILES, ModelProfile, precision_problem
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # VAE tiling above 720p: a 1080p or 4K clip decoded in one piece needs tens of GiB.
@@ -46,6 +50,15 @@ def guidance_kwargs(job: Job) -> dict:
         audio_guidance_rescale=a.rescale, spatio_temporal_guidance_blocks=job.stg_blocks,
         use_cross_timestep=job.cross_timestep,
     )
+
+
+@dataclass
+class _Dit:
+    """A transformer with what belongs to it: its LoRA cache and its stage-2 LoRA file."""
+
+    transformer: torch.nn.Module
+    loras: object
+    distilled_lora: str | None
 
 
 class LTX2Engine:
@@ -105,7 +118,7 @@ class LTX2Engine:
             base.scheduler.config, use_dynamic_shifting=False, shift_terminal=None, shift=1.0
         )
         if enhancer and Path(enhancer) != Path(model_dir):  # the model's own loaded with it
-            self._load_enhancer(base, enhancer)
+            load_enhancer(base, enhancer, profile, self.dtype)
         self.enhances = getattr(base, "processor", None) is not None and (
             profile.enhancer == "text_encoder" or getattr(base, "prompt_enhancer", None) is not None
         )
@@ -123,7 +136,8 @@ class LTX2Engine:
         }
         for pipe in self._pipes.values():
             pipe.set_progress_bar_config(disable=True)
-        root = Path(model_dir)
+        root = self.root = Path(model_dir)
+        self._dits: dict[str, _Dit] = {}  # other variants' DiTs, loaded on first use
         self.decoders = Decoders(base, root, torch.device(self.placement.execution_device), self.dtype)
         self.loras = LoraCache(base, profile.generation)
         upsampler_dir = Path(upsampler) if upsampler else root / profile.upsampler
@@ -145,11 +159,57 @@ class LTX2Engine:
 
     def generate(self, job: Job, inputs: JobInputs, on_step: Callable[[int, int], None] | None = None) -> Clip:
         """Run one job (one segment, or a chain of them). Raises on failure; the caller records it."""
+        with self._variant(job):
+            clip = self._generate(job, inputs, on_step)
+        clip.info["variant"] = PROFILES.get(job.profile, self.profile).variant
+        return clip
+
+    @contextmanager
+    def _variant(self, job: Job):
+        """A row whose ``variant`` is the repo's other DiT (LTX-2.5: ``transformer/`` distilled,
+        ``transformer_full/`` full) runs on that DiT, loaded once on first use and kept beside the
+        first (both stay in memory), with its own LoRA cache and stage-2 LoRA; for this row only."""
+        from ltx_ray.engine.lora import LoraCache
+        from ltx_ray.errors import InputError
+
+        profile = PROFILES.get(job.profile, self.profile)
+        if profile.transformer_subfolder == self.profile.transformer_subfolder:
+            yield
+            return
+        if self.placement.offload != "none":
+            raise InputError(f"variant {profile.variant!r} on a replica that offloads ({self.placement.offload}): a "
+                             f"second DiT does not fit beside the first; run these rows with --profile {profile.name}")
+        dit = self._dits.get(profile.name)
+        if dit is None:
+            from diffusers import LTX2VideoTransformer3DModel
+
+            module = LTX2VideoTransformer3DModel.from_pretrained(self.root, subfolder=profile.transformer_subfolder,
+                                                                 dtype=self.dtype)
+            lora = self.root / profile.distilled_lora if profile.distilled_lora else None
+            dit = self._dits[profile.name] = _Dit(
+                module.to(self.placement.devices.get("transformer", self.placement.execution_device)).eval(),
+                LoraCache(self._pipes["t2v"], profile.generation), str(lora) if lora and lora.is_file() else None,
+            )
+        saved = _Dit(self._pipes["t2v"].transformer, self.loras, self.stages.distilled_lora)
+        self._use_dit(dit)
+        try:
+            yield
+        finally:
+            self._use_dit(saved)
+
+    def _use_dit(self, dit: _Dit) -> None:
+        for pipe in self._pipes.values():
+            pipe.transformer = dit.transformer
+        self.loras = self.stages.loras = dit.loras
+        self.stages.distilled_lora = dit.distilled_lora
+
+    def _generate(self, job: Job, inputs: JobInputs, on_step: Callable[[int, int], None] | None = None) -> Clip:
         picked = enhanced = None
+        pipe, device = self._pipes["t2v"], self.placement.execution_device
         if job.enhance_prompt:  # first, as in diffusers: the duration head reads the enhanced prompt
-            job, enhanced = self._enhance(job, inputs)
+            job, enhanced = enhance(pipe, job, inputs, self.profile, device, available=self.enhances)
         if job.auto_seconds is not None:
-            job, picked = self._pick_length(job)
+            job, picked = pick_length(pipe, job, self.profile, device)
         if job.task == "extend":
             clip = extend_clip(self.generate_segment, job, inputs, self.audio_sample_rate)
         elif job.num_frames > job.segment_frames:
@@ -161,69 +221,6 @@ class LTX2Engine:
         if enhanced is not None:
             clip.info.update(enhanced)
         return clip
-
-    def _load_enhancer(self, base, folder: str) -> None:
-        """``--enhancer``: the processor (and, where the profile's enhancer is separate, the Gemma 4
-        model) as the pipeline's optional ``processor`` / ``prompt_enhancer`` components (diffusers
-        docs, "Prompt Enhancement" and "Prompt Enhancement for LTX-2.5")."""
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
-        base.register_modules(processor=AutoProcessor.from_pretrained(folder))
-        if self.profile.enhancer == "separate":
-            model = AutoModelForImageTextToText.from_pretrained(folder, dtype=self.dtype).eval()
-            base.register_modules(prompt_enhancer=model)
-
-    def _enhance(self, job: Job, inputs: JobInputs) -> tuple[Job, dict]:
-        """``enhance_prompt``: diffusers 0.42.1 ``LTX2Pipeline.enhance_prompt`` with the system prompt
-        its ``__call__`` picks (LTX-2.5's with a separate enhancer, the docs' 2.0 / 2.3 ones with the
-        text encoder; i2v's looks at the image too) and the job's seed, as ``__call__`` seeds it."""
-        from diffusers.pipelines.ltx2 import utils as ltx2_utils
-
-        from ltx_ray.errors import InputError
-
-        if not self.enhances:
-            raise InputError(
-                f"enhance_prompt: true needs a prompt enhancer and profile {self.profile.name} has none loaded; "
-                f"pass --enhancer with a local copy of {self.profile.enhancer_repo}, or set enhance_prompt false"
-            )
-        image = inputs.image if job.task == "i2v" else None
-        name = ("LTX2_5_" if self.profile.enhancer == "separate" else "") + ("I2V" if image is not None else "T2V") + "_DEFAULT_SYSTEM_PROMPT"
-        with torch.inference_mode():
-            text = self._pipes["t2v"].enhance_prompt(
-                prompt=job.prompt, system_prompt=getattr(ltx2_utils, name), seed=job.seed,
-                device=self.placement.execution_device, image=image,
-            )[0].strip()
-        info = {"enhanced_prompt": text or job.prompt,
-                "prompt_enhancement": {"original_prompt": job.prompt, "system_prompt": name, "enhancer": self.profile.enhancer}}
-        return (job.model_copy(update={"prompt": text}) if text else job), info
-
-    def _pick_length(self, job: Job) -> tuple[Job, dict]:
-        """``seconds: auto``: the duration head's frame count for the prompt, as the auto-duration
-        branch of diffusers 0.42.1 ``LTX2Pipeline.__call__`` computes it (prompt -> Gemma ->
-        connectors -> ``predict_num_frames``), then the job runs with that length."""
-        from ltx_ray.errors import InputError
-
-        pipe = self._pipes["t2v"]
-        head = getattr(pipe, "duration_head", None)
-        if head is None:
-            raise InputError(f"seconds: 'auto' needs a model with a duration head (LTX-2.5 and later); "
-                             f"profile {self.profile.name} has none; give seconds as a number or num_frames")
-        bounds = job.auto_seconds
-        with torch.inference_mode():
-            embeds, mask, _, _ = pipe.encode_prompt(
-                prompt=job.prompt, do_classifier_free_guidance=False,
-                max_sequence_length=self.profile.max_sequence_length, device=self.placement.execution_device,
-            )
-            side = getattr(pipe.tokenizer, "padding_side", "left") if pipe.tokenizer is not None else "left"
-            video, audio, _ = pipe.connectors(embeds, mask, padding_side=side)
-            predicted = float(head(video[:1], audio[:1])[0])
-            frames = head.predict_num_frames(
-                video[:1], audio[:1], frame_rate=job.fps, temporal_compression_ratio=pipe.vae_temporal_compression_ratio,
-                min_seconds=bounds.min_seconds, max_seconds=bounds.max_seconds,
-            )
-        picked = {"seconds": "auto", "predicted_s": round(predicted, 3), "min_seconds": bounds.min_seconds,
-                  "max_seconds": bounds.max_seconds, "num_frames": frames}
-        return job.model_copy(update={"num_frames": frames}), picked
 
     def generate_segment(self, job: Job, inputs: JobInputs, on_step: Callable[[int, int], None] | None = None) -> Clip:
         """One pass of the model (one or two stages) over ``job.num_frames`` frames."""

@@ -20,7 +20,7 @@ from ltx_ray.schema.fields import (
     stable_seed,
 )
 from ltx_ray.schema.job import AutoSeconds, Job
-from ltx_ray.schema.profiles import UNGUIDED, ModelProfile
+from ltx_ray.schema.profiles import UNGUIDED, ModelProfile, variant_profile
 from ltx_ray.schema.qc import QCConfig
 
 
@@ -144,6 +144,12 @@ class ManifestRow(BaseModel):
         default=None,
         description="`conv` (the VAE's decoder, default) or `diffusion` (LTX-2.5's diffusion decoder, "
         "`diffusion_decoder/` in its repo: a small diffusion model that samples the pixels).",
+    )
+    variant: Literal["distilled", "full"] | None = Field(
+        default=None,
+        description="LTX-2.5, which ships both DiTs: `distilled` (`transformer/`: 8 sigmas, one unguided pass a step) "
+        "or `full` (`transformer_full/`: the guided dev recipe); the row runs with that variant's profile. Default: "
+        "the loaded model's.",
     )
     enhance_prompt: bool | None = Field(
         default=None,
@@ -337,7 +343,9 @@ class ManifestRow(BaseModel):
         return DEFAULT_NUM_FRAMES
 
     def resolve(self, profile: ModelProfile) -> Job:
-        """Every default filled in: what will actually be generated."""
+        """Every default filled in: what will actually be generated (with ``variant``'s profile,
+        where the model ships that variant; validation names a row whose does not)."""
+        profile = variant_profile(profile, self.variant) or profile
         task = self.task or self.inferred_task()
         preset = PRESETS.get(self.preset or "")
         guidance = self.guidance_scale if self.guidance_scale is not None else profile.guidance_scale

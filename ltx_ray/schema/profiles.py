@@ -154,3 +154,14 @@ TINY = LTX_2_3_DEV.model_copy(update=dict(
 PROFILES: dict[str, ModelProfile] = {p.name: p for p in (
     TINY, LTX_2_0_DEV, LTX_2_0_DISTILLED, LTX_2_3_DEV, LTX_2_3_DISTILLED, LTX_2_4_DEV, LTX_2_5_DISTILLED, LTX_2_5_FULL,
 )}
+
+
+def variant_profile(profile: ModelProfile, variant: str | None) -> ModelProfile | None:
+    """The profile a row's ``variant`` runs with on a model loaded as ``profile``: itself without
+    one, its sibling where the repo ships both DiTs (LTX-2.5: ``transformer/`` distilled,
+    ``transformer_full/`` full), else None (2.0 / 2.3 ship one DiT per checkpoint)."""
+    if variant is None or variant == profile.variant:
+        return profile
+    sibling = PROFILES.get(f"{profile.generation}-{variant}")
+    both_shipped = profile.generation == "ltx-2.5"  # [H] the LTX-2.5-Diffusers repo holds both
+    return sibling if sibling is not None and both_shipped else None

@@ -22,7 +22,7 @@ from ltx_ray.schema.columns import columns
 from ltx_ray.schema.fields import JOB_ID_PATTERN
 from ltx_ray.schema.job import Job
 from ltx_ray.schema.manifest import ManifestRow
-from ltx_ray.schema.profiles import ModelProfile
+from ltx_ray.schema.profiles import ModelProfile, variant_profile
 from ltx_ray.schema.problems import RowProblem, problems_from_validation_error
 from ltx_ray.schema.schedules import DISTILLED_SIGMAS
 from ltx_ray.storage.arrow import arrow_type
@@ -148,13 +148,23 @@ def validate_rows(
                 continue
             seen[parsed.job_id] = where
             job = parsed.resolve(defaults)
-            problem = _model_problem(job, defaults, where, enhancer)
+            problem = _variant_problem(parsed, defaults, where) or _model_problem(job, defaults, where, enhancer)
             if problem is not None:
                 result.invalid.append(InvalidRow(key=key, job_id=parsed.job_id, problems=[problem]))
                 continue
             job.passthrough = {k: _jsonable(v) for k, v in passthrough.items()}
             result.jobs.append(job)
     return result
+
+
+def _variant_problem(row: ManifestRow, profile: ModelProfile, where: str) -> RowProblem | None:
+    if variant_profile(profile, row.variant) is not None:
+        return None
+    return RowProblem(
+        job_id=row.job_id, field="variant", value=repr(row.variant), source=where,
+        message=f"profile {profile.name} is one {profile.variant} checkpoint; only LTX-2.5 ships both DiTs (distilled "
+                f"and full): leave variant empty, or run these rows on a {row.variant} checkpoint of their own",
+    )
 
 
 def _model_problem(job: Job, profile: ModelProfile, where: str, enhancer: bool) -> RowProblem | None:

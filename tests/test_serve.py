@@ -191,6 +191,17 @@ def test_a_json_body_is_accepted_as_well_as_multipart(endpoint):
     assert sidecar["job"]["guidance_scale"] == 2.5
 
 
+def test_a_variant_or_enhancement_the_model_lacks_fails_the_video_naming_the_field_and_the_fix(endpoint):
+    client = endpoint.client()
+    for extra, needle in [({"variant": "full"}, "variant = 'full': profile tiny is one dev checkpoint"),
+                          ({"enhance_prompt": True}, "enhance_prompt = True: profile tiny has no prompt enhancer here")]:
+        video = client.videos.create(prompt="a lamp", size="64x64", extra_body={"num_frames": 9, **extra})
+        video = wait_until(client, video.id)
+        assert video.status == "failed" and video.error.code == "invalid_job", video
+        assert needle in video.error.message and ("--enhancer" in video.error.message or "leave variant empty" in
+                                                  video.error.message)
+
+
 def test_the_list_pages_with_after_and_limit_in_both_orders(endpoint):
     client = endpoint.client()
     everything = [v.id for v in client.videos.list(limit=100, order="asc").data]

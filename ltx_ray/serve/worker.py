@@ -16,6 +16,7 @@ from ltx_ray.schema.manifest import ManifestRow
 from ltx_ray.schema.profiles import ModelProfile
 from ltx_ray.serve.jobs import JobAbandoned, JobStore
 from ltx_ray.serve.protocol import VideoError
+from ltx_ray.storage.manifest import model_problem
 
 # Progress while denoising runs to this percent; decode, mux and upload fill the rest.
 DENOISE_SHARE = 90
@@ -29,6 +30,11 @@ class VideoWorker:
         self.runner = runner
         self.defaults = defaults
 
+    def _invalid(self, video_id: str, attempt: int, message: str) -> str:
+        error = VideoError(code="invalid_job", message=message[:2000])
+        self.jobs.update(video_id, attempt, status="failed", completed_at=int(time.time()), error=error)
+        return "failed"
+
     def run(self, video_id: str, attempt: int) -> str:
         """Generate one job; returns its final status, or 'abandoned' / 'skipped'."""
         record = self.jobs.get(video_id)
@@ -39,11 +45,14 @@ class VideoWorker:
         except JobAbandoned:
             return "abandoned"
         try:
-            job = ManifestRow.model_validate({"job_id": video_id, **record.row}).resolve(self.defaults)
+            row = ManifestRow.model_validate({"job_id": video_id, **record.row})
         except ValidationError as exc:  # a record from an older schema: deterministic, never retried
-            error = VideoError(code="invalid_job", message=f"the stored job no longer validates: {exc}"[:2000])
-            self.jobs.update(video_id, attempt, status="failed", completed_at=int(time.time()), error=error)
-            return "failed"
+            return self._invalid(video_id, attempt, f"the stored job no longer validates: {exc}")
+        job = row.resolve(self.defaults)
+        # What this model cannot serve (a variant it lacks, enhance_prompt without an enhancer, ...).
+        enhancer = getattr(self.runner.model, "enhancer", None) is not None
+        if problem := model_problem(row, job, self.defaults, f"video {video_id}", enhancer):
+            return self._invalid(video_id, attempt, f"{problem.field} = {problem.value}: {problem.message}")
         last = [-1]
 
         def on_step(step: int, total: int) -> None:

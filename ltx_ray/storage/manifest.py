@@ -148,13 +148,19 @@ def validate_rows(
                 continue
             seen[parsed.job_id] = where
             job = parsed.resolve(defaults)
-            problem = _variant_problem(parsed, defaults, where) or _model_problem(job, defaults, where, enhancer)
+            problem = model_problem(parsed, job, defaults, where, enhancer)
             if problem is not None:
                 result.invalid.append(InvalidRow(key=key, job_id=parsed.job_id, problems=[problem]))
                 continue
             job.passthrough = {k: _jsonable(v) for k, v in passthrough.items()}
             result.jobs.append(job)
     return result
+
+
+def model_problem(row: ManifestRow, job: Job, profile: ModelProfile, where: str, enhancer: bool) -> RowProblem | None:
+    """A valid row (resolved as ``job``) that the model loaded as ``profile`` cannot run as asked;
+    ``enhancer``: a prompt enhancer is loaded. Batch validation and the Serve worker both ask."""
+    return _variant_problem(row, profile, where) or _capability_problem(job, profile, where, enhancer)
 
 
 def _variant_problem(row: ManifestRow, profile: ModelProfile, where: str) -> RowProblem | None:
@@ -167,8 +173,7 @@ def _variant_problem(row: ManifestRow, profile: ModelProfile, where: str) -> Row
     )
 
 
-def _model_problem(job: Job, profile: ModelProfile, where: str, enhancer: bool) -> RowProblem | None:
-    """A valid row the loaded model cannot run as asked (``enhancer``: the run has a prompt enhancer)."""
+def _capability_problem(job: Job, profile: ModelProfile, where: str, enhancer: bool) -> RowProblem | None:
     if job.schedule == "distilled" and job.steps != len(DISTILLED_SIGMAS):
         return RowProblem(
             job_id=job.job_id, field="steps", value=repr(job.steps), source=where,

@@ -215,7 +215,7 @@ def test_the_list_pages_with_after_and_limit_in_both_orders(endpoint):
 
 def test_deleting_a_video_removes_it_and_its_files(endpoint):
     client = endpoint.client()
-    video_id = client.videos.list(limit=1).data[0].id
+    video_id = next(v.id for v in client.videos.list(limit=100).data if v.status == "completed")
     assert (endpoint.store / "videos" / f"{video_id}.mp4").exists()
     deleted = client.videos.delete(video_id)
     assert (deleted.id, deleted.deleted) == (video_id, True)

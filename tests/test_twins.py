@@ -354,3 +354,53 @@ def test_enhance_prompt_on_the_25_twin_without_enhancer_fails_its_row_naming_the
     assert (row["status"], row["error_stage"]) == ("failed", "validate")
     assert "enhance_prompt" in row["error"] and "--enhancer with a local copy of google/gemma-4-E2B-it" in row["error"]
     assert not (out / "enhanced.mp4").exists()
+
+
+@pytest.mark.parametrize("gen", TWIN_GENERATIONS)
+def test_every_task_runs_on_each_twin_in_bfloat16_and_the_sidecar_shows_bf16_for_every_component(twins, loras, gen,
+                                                                                                 tmp_path):
+    """What a replica runs (``build_runner``: engine, inputs, mux, sidecar, results row) for each
+    task, on each generation's twin in its real layout, with ``--dtype bfloat16``."""
+    import av
+    import numpy as np
+
+    from ltx_ray.job.build import RunnerSpec, build_runner
+    from ltx_ray.schema.manifest import ManifestRow
+    from ltx_ray.storage.mux import write_mp4
+    from tests.test_tasks_e2e import sweep, write_wav
+
+    frames = np.full((17, 64, 64, 3), 30, np.uint8)
+    for i in range(17):
+        frames[i, 16:48, 3 * i : 3 * i + 16] = (220, 180, 40)
+    write_mp4(tmp_path / "clip.mp4", frames, 24.0, None, None)
+    write_wav(tmp_path / "voice.wav", sweep(0.5, 44100), 44100)
+    from PIL import Image
+
+    for name, color in (("a", (200, 40, 40)), ("b", (40, 40, 200))):
+        Image.new("RGB", (64, 64), color).save(tmp_path / f"{name}.png")
+    runner = build_runner(RunnerSpec(model=str(twins[gen]), out=str(tmp_path / "out"), dtype="bfloat16", run_id="bf16"))
+    profile = runner.model.profile
+    small = {"width": 64, "height": 64, "seed": 1, **({} if profile.schedule == "distilled" else {"steps": 2})}
+    rows = {
+        "t2v": {"num_frames": 9},
+        "i2v": {"image_uri": str(tmp_path / "a.png"), "num_frames": 9},
+        "keyframes": {"keyframes": [{"uri": str(tmp_path / "a.png"), "frame": 0}, {"uri": str(tmp_path / "b.png"),
+                                                                                  "frame": 8}], "num_frames": 9},
+        "v2v": {"video_uri": str(tmp_path / "clip.mp4"), "strength": 0.7, "num_frames": 9},
+        "extend": {"task": "extend", "video_uri": str(tmp_path / "clip.mp4"), "num_frames": 9},
+        "a2v": {"audio_uri": str(tmp_path / "voice.wav")},
+        "control": {"control": "depth", "control_uri": str(tmp_path / "clip.mp4"), "ic_lora": str(loras[gen]["ic-depth"]),
+                    "num_frames": 9},
+    }
+    for task, extra in rows.items():
+        job = ManifestRow.model_validate({"job_id": task, "prompt": "a lamp", **small, **extra}).resolve(profile)
+        assert job.task == task
+        result = runner.run(job)
+        assert result.status == "succeeded", (gen, task, result.error_stage, result.error)
+        with av.open(str(tmp_path / "out" / f"{task}.mp4")) as f:
+            assert f.streams.video[0].codec_context.name == "h264" and f.streams.audio[0].codec_context.name == "aac"
+        sidecar = json.loads((tmp_path / "out" / f"{task}.json").read_text())
+        assert sidecar["dtype"] == "bfloat16"
+        dtypes = sidecar["model"]["component_dtypes"]
+        assert set(dtypes.values()) == {"bfloat16"} and {"transformer", "text_encoder", "vae", "audio_vae", "vocoder",
+                                                           "connectors"} <= set(dtypes), (gen, dtypes)

@@ -384,6 +384,20 @@ def test_enhance_prompt_without_an_enhancer_is_a_row_error_naming_the_column_and
         resolve_model(str(twins["ltx-2.3"]), enhancer=str(twins["ltx-2.3"] / "transformer"))
 
 
+def test_an_ltx_25_enhancer_without_torchvision_is_fatal_naming_what_to_install(twins, tmp_path):
+    """LTX-2.5's enhancer is google/gemma-4-E2B-it, whose Gemma4Processor needs torchvision (not in
+    the lock): said before any replica starts, not as a transformers traceback inside one."""
+    import importlib.util
+
+    from ltx_ray.engine.twins import make_enhancer_twin
+
+    if importlib.util.find_spec("torchvision") is not None:
+        pytest.skip("torchvision is installed here")
+    folder = make_enhancer_twin(tmp_path / "processor", "ltx-2.3")  # a processor folder, as --enhancer takes
+    with pytest.raises(ModelNotFound, match="Gemma4Processor\\) needs torchvision.*pip install the torchvision"):
+        resolve_model(str(twins["ltx-2.5"]), enhancer=str(folder))
+
+
 def test_a_variant_full_row_on_the_25_twin_runs_transformer_full_as_a_full_loaded_engine_would(twins):
     """LTX-2.5 ships both DiTs: a ``variant: full`` row on the distilled-loaded model runs
     ``transformer_full/`` with the full recipe, giving the frames of an engine loaded with

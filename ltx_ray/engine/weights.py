@@ -10,6 +10,7 @@ name other companion files.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -65,6 +66,12 @@ def find_enhancer(model: ResolvedModel, enhancer: str | None) -> str | None:
             raise ModelNotFound(
                 f"--enhancer {enhancer!r}: {path} holds no processor (processor_config.json); give a local copy of "
                 f"{model.profile.enhancer_repo}, the enhancer profile {model.profile.name} uses"
+            )
+        if model.profile.enhancer == "separate" and importlib.util.find_spec("torchvision") is None:
+            raise ModelNotFound(
+                f"--enhancer {enhancer!r}: {model.profile.enhancer_repo}'s processor (Gemma4Processor) needs torchvision, "
+                f"which ltx-ray does not install; pip install the torchvision release that matches your torch, "
+                f"or drop --enhancer (enhance_prompt rows then fail, naming it)"
             )
         return str(path)
     index = _read_json(Path(model.path) / "model_index.json")

@@ -52,6 +52,17 @@ def guidance_kwargs(job: Job) -> dict:
     )
 
 
+def _put(module: torch.nn.Module, device: str, plan: Placement) -> None:
+    """A component onto its device. Where the plan spans several cards, inputs move to the
+    component's card and outputs come back (accelerate's hook), so the pipeline code runs
+    unchanged across cards."""
+    module.to(device)
+    if len(set(plan.devices.values())) > 1:
+        from accelerate.hooks import AlignDevicesHook, add_hook_to_module
+
+        add_hook_to_module(module, AlignDevicesHook(execution_device=device, io_same_device=True))
+
+
 @dataclass
 class _Dit:
     """A transformer with what belongs to it: its LoRA cache and its stage-2 LoRA file."""
@@ -186,9 +197,9 @@ class LTX2Engine:
             module = LTX2VideoTransformer3DModel.from_pretrained(self.root, subfolder=profile.transformer_subfolder,
                                                                  dtype=self.dtype)
             lora = self.root / profile.distilled_lora if profile.distilled_lora else None
+            _put(module.eval(), self.placement.devices["transformer"], self.placement)  # where the first one is
             dit = self._dits[profile.name] = _Dit(
-                module.to(self.placement.devices.get("transformer", self.placement.execution_device)).eval(),
-                LoraCache(self._pipes["t2v"], profile.generation), str(lora) if lora and lora.is_file() else None,
+                module, LoraCache(self._pipes["t2v"], profile.generation), str(lora) if lora and lora.is_file() else None,
             )
         saved = _Dit(self._pipes["t2v"].transformer, self.loras, self.stages.distilled_lora)
         self._use_dit(dit)
@@ -364,15 +375,8 @@ class LTX2Engine:
                 use_stream=True,
             )
         else:
-            from accelerate.hooks import AlignDevicesHook, add_hook_to_module
-
-            split = len(set(plan.devices.values())) > 1
             for name, module in modules.items():
-                module.to(plan.devices[name])
-                if split:
-                    # Inputs move to the component's card and outputs come back, so the
-                    # pipeline code runs unchanged across cards.
-                    add_hook_to_module(module, AlignDevicesHook(execution_device=plan.devices[name], io_same_device=True))
+                _put(module, plan.devices[name], plan)
         return plan
 
     @contextmanager

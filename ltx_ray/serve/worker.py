@@ -50,8 +50,7 @@ class VideoWorker:
             return self._invalid(video_id, attempt, f"the stored job no longer validates: {exc}")
         job = row.resolve(self.defaults)
         # What this model cannot serve (a variant it lacks, enhance_prompt without an enhancer, ...).
-        enhancer = getattr(self.runner.model, "enhancer", None) is not None
-        if problem := model_problem(row, job, self.defaults, f"video {video_id}", enhancer):
+        if problem := model_problem(row, job, self.defaults, f"video {video_id}", self.runner.model.enhancer is not None):
             return self._invalid(video_id, attempt, f"{problem.field} = {problem.value}: {problem.message}")
         last = [-1]
 

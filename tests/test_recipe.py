@@ -53,3 +53,14 @@ def test_changes_name_each_field_nested_ones_dotted_and_the_model():
 
 def test_a_row_finished_before_recipes_were_recorded_says_so():
     assert recipe_changes(None, recipe(_job(), MODEL), Job) == ["no recipe recorded (finished by an earlier ltx-ray)"]
+
+
+def test_exact_keyframes_regenerate_keyframe_rows_finished_on_the_latent_grid_and_no_others():
+    kf = _job(keyframes=[{"uri": "a.png", "frame": 0}, {"uri": "b.png", "frame": 12}])
+    # What an ltx-ray before exact keyframes resolved: the same job, keyframes on the latent grid.
+    before = kf.model_copy(update={"keyframe_time": "latent_grid"})
+    assert "keyframe_time" not in recipe(before, MODEL)["job"]  # the old default: not in old recipes
+    assert recipe_changes(json.dumps(recipe(before, MODEL)), recipe(kf, MODEL), Job) == [
+        'keyframe_time: "latent_grid" -> "exact"']
+    assert (before.landed_frame(12), kf.landed_frame(12)) == (9, 12)
+    assert _job().keyframe_time == "latent_grid"  # a job without keyframes keeps its hash

@@ -61,12 +61,12 @@ defaults: {width: 250, num_frames: 17}
 variants:
   - name: turn
     prompt: "A {title}"
-    keyframes: [{image: "{a}", at: 0}, {image: "{b}", at: 0.5}, {image: "{c}", at: 1}]
+    keyframes: [{image: "{a}", at: 0}, {image: "{b}", at: 0.5}, {image: "{c}", at: 0.52}]
 """)
     with pytest.raises(RecipeError) as err:
         load_recipe(str(bad))
     assert "defaults.width: must be a multiple of 32; use 256" in str(err.value)
-    assert "variants.0.keyframes: land on frames [0, 9, 9]" in str(err.value)
+    assert "variants.0.keyframes: land on frames [0, 8, 8]" in str(err.value)
 
 
 def test_product_360_makes_one_keyframed_turn_per_product_with_stable_ids():
@@ -77,8 +77,8 @@ def test_product_360_makes_one_keyframed_turn_per_product_with_stable_ids():
     row = first.rows[0]
     assert row["task"] == "keyframes" and row["prompt"].startswith("A red trail running sneaker")
     assert "studio ambience" in row["prompt"]
-    # four photos around the turn, on frames where LTX-2 places them exactly
-    assert [k["frame"] for k in row["keyframes"]] == [0, 41, 81, 113]
+    # four photos around the 121-frame turn, at 0, 0.33, 0.66 and 1 of it
+    assert [k["frame"] for k in row["keyframes"]] == [0, 40, 79, 120]
     assert [Path(k["uri"]).name for k in row["keyframes"]] == [
         "SNK-001-front.png", "SNK-001-side.png", "SNK-001-back.png", "SNK-001-front.png"]
     assert all(Path(k["uri"]).is_absolute() and Path(k["uri"]).exists() for k in row["keyframes"])

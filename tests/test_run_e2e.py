@@ -87,7 +87,7 @@ def test_each_task_writes_an_mp4_with_synced_audio_a_sidecar_and_a_thumbnail(mix
 def test_keyframes_landing_frames_are_recorded(mixed_run):
     _, out, _, _ = mixed_run
     landed = json.loads((out / "kf.json").read_text())["keyframes_landed"]
-    assert [(k["frame"], k["effective_frame"]) for k in landed] == [(0, 0), (24, 17)]
+    assert [(k["frame"], k["effective_frame"]) for k in landed] == [(0, 0), (24, 24)]
 
 
 def test_the_input_image_steers_the_video(mixed_run):

@@ -176,7 +176,7 @@ def test_keyframes_go_as_repeated_file_parts_and_land_on_their_frames(endpoint):
     assert video.status == "completed" and video.model_extra["task"] == "keyframes"
     sidecar = json.loads((endpoint.store / "videos" / f"{video.id}.json").read_text())
     landed = sidecar["keyframes_landed"]
-    assert [(k["frame"], k["effective_frame"]) for k in landed] == [(0, 0), (16, 9)]
+    assert [(k["frame"], k["effective_frame"]) for k in landed] == [(0, 0), (16, 16)]
     assert all(k["uri"].startswith(str(endpoint.store / "inputs" / video.id)) for k in landed)
 
 

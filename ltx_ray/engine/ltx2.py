@@ -6,6 +6,7 @@ This module and its siblings in ltx_ray/engine/ are the only ones that touch dif
 - stages.py: one- and two-stage denoising (x2 latent upsampler, distilled refinement,
   tiled refinement for very large token counts);
 - lora.py: per-row LoRAs cached by URI and applied for one row only;
+- conditioning.py: keyframes at their exact frame (the condition and in-context views);
 - decode.py: latents to frames (conv VAE or LTX-2.5's diffusion decoder) and waveform;
 - prompt.py: before denoising, prompt enhancement and ``seconds: auto``'s length.
 
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ltx_ray.engine.conditioning import FrameCondition, KeyframeConditionPipeline, KeyframeInContextPipeline
 from ltx_ray.engine.decode import Decoders
 from ltx_ray.engine.placement import OffloadMode, Placement, plan_placement
 from ltx_ray.engine.prompt import enhance, load_enhancer, pick_length
@@ -93,9 +95,7 @@ class LTX2Engine:
         ``enhancer``: the folder enhance_prompt's processor (and, for LTX-2.5, Gemma 4) load from."""
         from diffusers import (
             FlowMatchEulerDiscreteScheduler,
-            LTX2ConditionPipeline,
             LTX2ImageToVideoPipeline,
-            LTX2InContextPipeline,
             LTX2Pipeline,
             LTX2VideoTransformer3DModel,
         )
@@ -138,8 +138,8 @@ class LTX2Engine:
         self._pipes = {
             "t2v": base,
             "i2v": LTX2ImageToVideoPipeline.from_pipe(base, dtype=self.dtype),
-            "condition": LTX2ConditionPipeline.from_pipe(base, dtype=self.dtype),
-            "control": LTX2InContextPipeline.from_pipe(base, dtype=self.dtype),
+            "condition": KeyframeConditionPipeline.from_pipe(base, dtype=self.dtype),
+            "control": KeyframeInContextPipeline.from_pipe(base, dtype=self.dtype),
         }
         self.component_dtypes = {
             name: str(next(m.parameters()).dtype).removeprefix("torch.")
@@ -289,7 +289,8 @@ class LTX2Engine:
             conditions.append(LTX2VideoCondition(frames=whole_latent_frames(inputs.prefix), index=0, strength=1.0))
         if job.task == "keyframes":
             conditions += [
-                LTX2VideoCondition(frames=img, index=latent_index(frame), strength=strength)
+                FrameCondition(frames=img, index=latent_index(frame), strength=strength,
+                               frame=frame if job.keyframe_time == "exact" else None)
                 for img, frame, strength in inputs.keyframes or []
             ]
         if job.task == "v2v":

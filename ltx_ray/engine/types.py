@@ -45,16 +45,10 @@ class JobInputs:
 def latent_index(frame: int) -> int:
     """The latent frame holding output ``frame``: diffusers' condition index is a latent index.
 
-    Latent 0 is output frame 0; latent L >= 1 covers output frames 8(L-1)+1 .. 8L, and a
-    keyframe placed there takes effect from frame 8(L-1)+1 (``keyframe_effective_frame``).
+    Latent 0 is output frame 0; latent L >= 1 covers output frames 8(L-1)+1 .. 8L. A keyframe
+    still lands on its own frame: engine/conditioning.py gives its tokens that frame's time.
     """
     return 0 if frame == 0 else (frame - 1) // 8 + 1
-
-
-def keyframe_effective_frame(frame: int) -> int:
-    """The output frame where a keyframe asked for at ``frame`` lands."""
-    index = latent_index(frame)
-    return 0 if index == 0 else 8 * (index - 1) + 1
 
 
 def whole_latent_frames(frames: list) -> list:

@@ -16,7 +16,6 @@ from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from typing import Any
 
-from ltx_ray.engine.types import keyframe_effective_frame
 from ltx_ray.schema.job import Job
 from ltx_ray.schema.results import ResultRow
 
@@ -78,8 +77,10 @@ def sidecar(job: Job, take: Any, uris: dict[str, str], runner: Any, ledger: Ledg
         "outputs": {**uris, "sha256": take.sha256, "bytes": len(take.mp4)},
         "video": take.info.model_dump(),
         "versions": runner.versions,
+        # keyframe_time "exact": each keyframe's tokens get its own frame's time
+        # (engine/conditioning.py), as the official VideoConditionByKeyframeIndex places them.
         "keyframes_landed": [
-            {"uri": k.uri, "frame": k.frame, "effective_frame": keyframe_effective_frame(k.frame)} for k in job.keyframes
+            {"uri": k.uri, "frame": k.frame, "effective_frame": job.landed_frame(k.frame)} for k in job.keyframes
         ],
         "qc": qc,
         "generation": take.generation,

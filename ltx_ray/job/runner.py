@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ltx_ray.engine.types import Engine, JobInputs, keyframe_effective_frame
+from ltx_ray.engine.types import Engine, JobInputs
 from ltx_ray.errors import RowError
 from ltx_ray.job import record
 from ltx_ray.job.inputs import fetch_inputs, resolve_length
@@ -169,7 +169,7 @@ def attempt_seeds(job: Job) -> list[int]:
 
 
 def qc_references(job: Job, inputs: JobInputs) -> list[tuple]:
-    """(image, output frame) pairs a video must show: i2v's first frame, or where each keyframe landed."""
+    """(image, output frame) pairs a video must show: i2v's first frame, or each keyframe's frame."""
     if job.task == "i2v" and inputs.image is not None:
         return [(inputs.image, 0)]
-    return [(image, keyframe_effective_frame(frame)) for image, frame, _ in inputs.keyframes or []]
+    return [(image, job.landed_frame(frame)) for image, frame, _ in inputs.keyframes or []]

@@ -163,8 +163,8 @@ def load_recipe(path: str) -> Recipe:
     for i, variant in enumerate(recipe.variants):
         frames = layout_frames(variant, merge_settings(_set(recipe.defaults), _set(variant, JobSettings)))
         if len(set(frames)) != len(frames):
-            problems.append(f"  variants.{i}.keyframes: land on frames {frames} (LTX-2 places keyframes on an 8-frame "
-                            "grid), so some share a frame; use fewer keyframes or more frames (num_frames/seconds)")
+            problems.append(f"  variants.{i}.keyframes: land on frames {frames}, so some share a frame; "
+                            "use fewer keyframes or more frames (num_frames/seconds)")
     if problems:
         raise RecipeError(f"recipe {path!r} has {len(problems)} problem(s):\n" + "\n".join(problems))
     return recipe
@@ -280,17 +280,13 @@ def _job_id(text: str) -> str:
 
 
 def layout_frames(variant: Variant, settings: dict[str, Any]) -> list[int]:
-    """Output frame of each keyframe slot, ``at`` snapped onto LTX-2's 8-frame latent grid."""
+    """Output frame of each keyframe slot: ``frame``, or ``at`` of the clip's last frame, rounded."""
     fps = settings.get("fps") or DEFAULT_FPS
     total = settings.get("num_frames") or (
         frames_for_seconds(settings["seconds"], fps) if settings.get("seconds") else DEFAULT_NUM_FRAMES)
     frames = []
     for slot in variant.keyframes or []:
-        wanted = slot.frame if slot.frame is not None else round(slot.at * (total - 1))
-        # Frames 0, 1, 9, 17, ... are where a keyframe lands exactly (ltx_ray.engine.types.keyframe_effective_frame):
-        # take the nearest one inside the clip.
-        snapped = 0 if wanted == 0 else 8 * round((wanted - 1) / 8) + 1
-        frames.append(snapped - 8 if snapped > total - 1 else snapped)
+        frames.append(slot.frame if slot.frame is not None else round(slot.at * (total - 1)))
     return frames
 
 

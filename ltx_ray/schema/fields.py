@@ -86,9 +86,9 @@ class Keyframe(BaseModel):
     uri: str = Field(description="The image: a local path, file://, s3://, gs:// or http(s):// URI.")
     frame: int = Field(
         ge=0,
-        description="Index of the output frame this image should become (0-based). LTX-2 places "
-        "keyframes on its 8-frame latent grid: frame 0 is exact, frame F > 0 takes effect at frame "
-        "8 * ((F - 1) // 8) + 1 (exact for 1, 9, 17, ...); the sidecar records where each landed.",
+        description="Index of the output frame this image should become (0-based), any frame of the "
+        "video: the keyframe's tokens are placed at exactly that frame, as the official LTX-2 keyframe "
+        "pipelines do; the sidecar records where each landed (`keyframes_landed`).",
     )
     strength: float = Field(
         default=1.0, ge=0.0, le=1.0, allow_inf_nan=False, description="How strongly the frame follows the image, 0..1; default 1.0."

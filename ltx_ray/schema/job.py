@@ -32,6 +32,12 @@ class Job(BaseModel):
     negative_prompt: str
     image_uri: str | None = None
     keyframes: list[Keyframe] = Field(default_factory=list)
+    keyframe_time: Literal["latent_grid", "exact"] = Field(
+        default="latent_grid",
+        description="where a keyframe's tokens sit in time: `exact` (its own frame, as the official "
+        "VideoConditionByKeyframeIndex) for every keyframe job now; `latent_grid` (frame 8(L-1)+1, what "
+        "ltx-ray did before) is the default only so that the hashes of jobs without keyframes stay as they were",
+    )
     video_uri: str | None = None
     strength: float = DEFAULT_V2V_STRENGTH
     audio_uri: str | None = None
@@ -67,6 +73,12 @@ class Job(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     qc: QCConfig | None = Field(default=None, description="Quality checks; None: the video is accepted as generated")
     passthrough: dict[str, Any] = Field(default_factory=dict, description="x_ columns, kept as they came")
+
+    def landed_frame(self, frame: int) -> int:
+        """The output frame a keyframe asked for at ``frame`` lands on."""
+        if self.keyframe_time == "exact" or frame == 0:
+            return frame
+        return (frame - 1) // 8 * 8 + 1  # the first frame of its latent
 
     @property
     def duration_s(self) -> float:

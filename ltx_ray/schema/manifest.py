@@ -356,6 +356,7 @@ class ManifestRow(BaseModel):
             negative_prompt=self.negative_prompt if self.negative_prompt is not None else profile.negative_prompt,
             image_uri=self.image_uri,
             keyframes=sorted(self.keyframes or [], key=lambda k: k.frame),
+            keyframe_time="exact" if self.keyframes else "latent_grid",
             video_uri=self.video_uri,
             strength=self.strength if self.strength is not None else DEFAULT_V2V_STRENGTH,
             audio_uri=self.audio_uri,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+import wave
 import zlib
 from pathlib import Path
 
@@ -77,6 +78,9 @@ FETCH_CASES = [
     ("enormous image", {"image_uri": "{enormous}"}, "image_uri", "too large"),
     ("corrupt video input", {"video_uri": "{corrupt_video}"}, "video_uri", "not a readable video"),
     ("corrupt audio input", {"audio_uri": "{corrupt_audio}"}, "audio_uri", "not readable audio"),
+    # 0.25 s of sound under a 17-frame (0.71 s) video: the error says by how much.
+    ("a2v track shorter than the video", {"audio_uri": "{short_audio}"}, "audio_uri",
+     "the track is 0.25 s, 0.46 s shorter than the 0.71 s video (17 frames at 24 fps)"),
     ("missing keyframe image", {"keyframes": [{"uri": "{img}", "frame": 0, "strength": 1.0}, {"uri": "{dir}/gone.png", "frame": 9, "strength": 1.0}]}, "keyframes[1].uri", "no such file"),
 ]
 
@@ -105,7 +109,13 @@ def materialise(tmp: Path) -> dict[str, str]:
     corrupt_video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
     corrupt_audio = tmp / "voice.wav"
     corrupt_audio.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\xff" * 64)
-    return {"corrupt_video": str(corrupt_video), "corrupt_audio": str(corrupt_audio), "img": str(img), "text": str(text), "truncated": str(truncated), "enormous": str(enormous), "dir": str(tmp / "a-folder")}
+    short_audio = tmp / "short.wav"
+    with wave.open(str(short_audio), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(struct.pack("<4000h", *[(i * 97) % 20000 - 10000 for i in range(4000)]))
+    return {"short_audio": str(short_audio), "corrupt_video": str(corrupt_video), "corrupt_audio": str(corrupt_audio), "img": str(img), "text": str(text), "truncated": str(truncated), "enormous": str(enormous), "dir": str(tmp / "a-folder")}
 
 
 def build_row(index: int, overrides: dict, files: dict[str, str]) -> dict:

@@ -73,3 +73,46 @@ def test_keyframes_at_0_60_and_120_of_121_reach_the_transformer_at_exactly_those
     assert torch.allclose(appended, torch.tensor([[60.0], [120.0]]).expand(2, per_latent), atol=1e-3), appended
     ends = coords[generated * per_latent :, 1] * job.fps
     assert torch.allclose(ends, appended.flatten() + 1, atol=1e-3)
+
+
+@pytest.mark.parametrize("gen", GENERATIONS)
+def test_a2v_holds_the_given_audio_clean_at_timestep_0_in_every_call_of_both_stages(models, gen):
+    import numpy as np
+
+    from ltx_ray.engine.ltx2 import LTX2Engine
+
+    model = models[gen]
+    engine = LTX2Engine(model.path, device="cpu", dtype="float32", profile=model.profile)
+    steps = 8 if model.profile.schedule == "distilled" else 2
+    job = ManifestRow(job_id="a2v", prompt="a singer", audio_uri="voice.wav", width=128, height=128, num_frames=9,
+                      steps=steps, two_stage=True, seed=5).resolve(model.profile)
+    assert job.task == "a2v" and job.audio_guidance.is_off  # the track is not guided, only the video
+    rate = 16000
+    t = np.arange(rate) / rate
+    track = np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 660 * t)]).astype(np.float32) * 0.5
+    inputs = JobInputs(audio=track, audio_rate=rate)
+
+    calls = []
+    pipe = engine._pipes["t2v"]
+    handle = pipe.transformer.register_forward_pre_hook(
+        lambda _m, _a, kw: calls.append({k: kw[k].clone() for k in ("audio_hidden_states", "audio_timestep",
+                                                                    "audio_sigma", "timestep")}),
+        with_kwargs=True,
+    )
+    try:
+        clip = engine.generate(job, inputs)
+    finally:
+        handle.remove()
+
+    # Stage 1's steps x passes per step (CFG's two in one batched call), then stage 2's three
+    # distilled steps of one pass.
+    assert sum(len(call["timestep"]) for call in calls) == steps * job.transformer_passes + 3
+    with torch.no_grad():
+        given = pipe._normalize_audio_latents(pipe._pack_audio_latents(engine._encode_audio(job, inputs)),
+                                              pipe.audio_vae.latents_mean, pipe.audio_vae.latents_std)
+    for call in calls:
+        for item in call["audio_hidden_states"]:  # every batch item (conditional and unconditional)
+            assert torch.equal(item, given[0])
+        assert not call["audio_timestep"].any() and not call["audio_sigma"].any()
+    assert all(call["timestep"].max() > 0 for call in calls)  # the video is still being denoised
+    assert clip.frames.shape[0] == 9 and np.isfinite(clip.frames).all()

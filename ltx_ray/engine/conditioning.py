@@ -14,12 +14,19 @@ division by fps) is diffusers' own code, which mirrors ``keyframe_cond.py`` line
 A condition at frame 0 stays diffusers' first-latent replacement
 (``VideoConditionByLatentIndex``), as ``combined_image_conditionings`` does; only
 ``keyframe_interpolation.py`` appends frame 0 as a guiding token too.
+
+``audio_held`` is a2v's frozen audio, which diffusers lacks: the official
+``A2VidPipelineTwoStage`` (ltx-pipelines ``a2vid_two_stage.py``) denoises video only, the
+encoded track a ``ModalitySpec(frozen=True)`` in both stages (clean tokens, denoise mask 0,
+so audio timestep 0) under a guider with no audio guidance.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+import torch
 from diffusers import LTX2ConditionPipeline, LTX2InContextPipeline
 from diffusers.pipelines.ltx2 import LTX2VideoCondition
 
@@ -63,3 +70,40 @@ class KeyframeConditionPipeline(ExactKeyframes, LTX2ConditionPipeline):
 
 class KeyframeInContextPipeline(ExactKeyframes, LTX2InContextPipeline):
     """``LTX2InContextPipeline`` (IC-LoRA control) with keyframes at their exact frame."""
+
+
+@contextmanager
+def audio_held(pipe, audio_latents: torch.Tensor):
+    """Every transformer call of ``pipe`` (both stages, every guidance pass) gets the given
+    audio latents clean, at audio timestep and sigma 0, and answers zero audio velocity.
+
+    Zero velocity makes the rest of diffusers' loop leave the audio alone, bit for bit:
+    each guidance pass's x0 = x - sigma * 0 = x, so every audio delta is 0, the rescale of x
+    by itself is x, and the audio scheduler step adds (sigma_next - sigma) * 0. The video
+    still attends to the track through the audio-to-video cross-attention, as in the official
+    frozen modality. Hooks (first in line) rather than a copy of the 600-line loop.
+    """
+    clean = pipe._normalize_audio_latents(
+        pipe._pack_audio_latents(audio_latents), pipe.audio_vae.latents_mean, pipe.audio_vae.latents_std
+    )
+
+    def before(_module, args, kwargs):
+        given = kwargs["audio_hidden_states"]
+        kwargs["audio_hidden_states"] = clean.to(given.device, given.dtype).expand(given.shape[0], -1, -1)
+        ref = kwargs["sigma"] if kwargs.get("sigma") is not None else kwargs["timestep"]
+        zeros = ref.new_zeros(given.shape[0])  # one audio timestep per batch item, as the pipelines pass it
+        kwargs["audio_timestep"], kwargs["audio_sigma"] = zeros, zeros
+        return args, kwargs
+
+    def after(_module, _args, _kwargs, output):
+        video, audio = output
+        return video, torch.zeros_like(audio)
+
+    transformer = pipe.transformer
+    handles = [transformer.register_forward_pre_hook(before, with_kwargs=True, prepend=True),
+               transformer.register_forward_hook(after, with_kwargs=True, prepend=True)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

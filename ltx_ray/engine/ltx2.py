@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ltx_ray.engine.conditioning import FrameCondition, KeyframeConditionPipeline, KeyframeInContextPipeline
+from ltx_ray.engine.conditioning import FrameCondition, KeyframeConditionPipeline, KeyframeInContextPipeline, audio_held
 from ltx_ray.engine.decode import Decoders
 from ltx_ray.engine.placement import OffloadMode, Placement, plan_placement
 from ltx_ray.engine.prompt import enhance, load_enhancer, pick_length
@@ -245,7 +245,8 @@ class LTX2Engine:
             kwargs["callback_on_step_end"] = _callback
         given_audio = kwargs.get("audio_latents") is not None
         with self._vae_tiling(job) as tiling, torch.inference_mode():
-            video_latents, audio_latents, info = self.stages.run(pipe, job, kwargs, adapters)
+            with audio_held(pipe, kwargs["audio_latents"]) if given_audio else nullcontext():  # a2v: frozen track
+                video_latents, audio_latents, info = self.stages.run(pipe, job, kwargs, adapters)
             frames = self.decoders.video(pipe, video_latents, job.decoder, job.seed)
             audio = None
             if job.audio and given_audio:
@@ -318,12 +319,9 @@ class LTX2Engine:
     def _encode_audio(self, job: Job, inputs: JobInputs) -> torch.Tensor:
         """a2v: the given track's audio-VAE latents ``[1, C, L, M]`` spanning the video exactly.
 
-        diffusers has no frozen-audio A2V (the official ``A2VidPipelineTwoStage`` keeps the
-        audio tokens clean at timestep 0 in every step). Here the encoded track enters through
-        the pipeline's public ``audio_latents`` input with ``noise_scale`` 0, so denoising
-        starts from the real audio rather than from noise; the model may still move those
-        latents during the steps, which is why the mp4 carries the given waveform itself
-        (``_given_audio``), never the model's decoded copy.
+        They enter as ``audio_latents`` and are held clean at timestep 0 in every call of both
+        stages (``conditioning.audio_held``); the mp4 carries the given waveform itself
+        (``_given_audio``), as the official ``A2VidPipelineTwoStage`` returns the input audio.
         """
         from ltx_ray.engine.audio import fit_length, log_mel
 

@@ -136,6 +136,15 @@ def fetch_inputs(job: Job) -> JobInputs:
         return JobInputs(control=frames)
     if job.task == "a2v":
         wave, rate = load_audio(job.audio_uri, "audio_uri")
+        have, need = wave.shape[1] / rate, job.num_frames / job.fps
+        if not job.num_frames_from_audio and have < need - 1e-3:
+            # The frozen track is what the video follows: padding it with silence would
+            # generate seconds of video that follow nothing.
+            raise InputError(
+                f"audio_uri = {job.audio_uri!r}: the track is {have:.2f} s, {need - have:.2f} s shorter than the "
+                f"{need:.2f} s video ({job.num_frames} frames at {job.fps:g} fps); give a track of at least "
+                f"{need:.2f} s, or leave out num_frames and seconds so that the track sets the length"
+            )
         return JobInputs(audio=wave, audio_rate=rate)
     if job.task == "keyframes":
         return JobInputs(

@@ -381,7 +381,9 @@ class ManifestRow(BaseModel):
             # guidance_scale <= 1 asks for no guidance at all: one pass per step, as a distilled
             # model runs (diffusers would still add audio CFG, STG and modality passes).
             video_guidance=profile.video.model_copy(update={"cfg": guidance}) if guidance > 1 else UNGUIDED,
-            audio_guidance=profile.audio if guidance > 1 else UNGUIDED,
+            # a2v holds the given track frozen: no audio guidance, as a2vid_two_stage.py's audio
+            # guider (MultiModalGuiderParams() defaults); the video keeps the profile's stack.
+            audio_guidance=profile.audio if guidance > 1 and task != "a2v" else UNGUIDED,
             stg_blocks=profile.stg_blocks,
             cross_timestep=profile.cross_timestep,
             schedule=profile.schedule,

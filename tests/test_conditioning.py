@@ -116,3 +116,36 @@ def test_a2v_holds_the_given_audio_clean_at_timestep_0_in_every_call_of_both_sta
         assert not call["audio_timestep"].any() and not call["audio_sigma"].any()
     assert all(call["timestep"].max() > 0 for call in calls)  # the video is still being denoised
     assert clip.frames.shape[0] == 9 and np.isfinite(clip.frames).all()
+
+
+@pytest.mark.parametrize("gen", GENERATIONS)
+def test_two_stage_i2v_refines_from_the_image_encoded_again_at_full_size(models, gen):
+    from ltx_ray.engine.ltx2 import LTX2Engine
+
+    model = models[gen]
+    engine = LTX2Engine(model.path, device="cpu", dtype="float32", profile=model.profile)
+    steps = 8 if model.profile.schedule == "distilled" else 2
+    job = ManifestRow(job_id="i2v", prompt="a lamp", image_uri="a.png", width=128, height=128, num_frames=9,
+                      steps=steps, two_stage=True, seed=2).resolve(model.profile)
+    image = Image.radial_gradient("L").convert("RGB").resize((160, 128))
+    pipe = engine._pipes["i2v"]
+    full = (9 - 1) // 8 + 1, 128 // 32, 128 // 32  # latent frames, rows, columns at full size
+    stage_2 = []
+    handle = pipe.transformer.register_forward_pre_hook(
+        lambda _m, _a, kw: stage_2.append(kw["hidden_states"][0].clone())
+        if kw["hidden_states"].shape[1] == full[0] * full[1] * full[2] else None,
+        with_kwargs=True,
+    )
+    try:
+        engine.generate(job, JobInputs(image=image))
+    finally:
+        handle.remove()
+
+    assert len(stage_2) == 3  # the three distilled refinement steps
+    with torch.no_grad():
+        expected = pipe._pack_latents(pipe._normalize_latents(
+            engine.stages._encode_image(pipe, image, 128, 128), pipe.vae.latents_mean, pipe.vae.latents_std,
+            pipe.vae.config.scaling_factor))[0]
+    first_frame = full[1] * full[2]
+    for tokens in stage_2:  # held clean at every step: the full-size encoding, not the upsampled stage-1 latent
+        assert torch.allclose(tokens[:first_frame], expected, atol=1e-5)

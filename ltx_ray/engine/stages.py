@@ -61,6 +61,10 @@ class Stages:
         with self.loras.active(adapters):
             first = pipe(output_type="latent", **{**kwargs, "width": job.width // 2, "height": job.height // 2})
         latents = self._upsample(first.frames)
+        if kwargs.get("image") is not None:
+            # ti2vid_two_stages.py conditions stage 2 on the image encoded again at full size
+            # (combined_image_conditionings); diffusers' i2v would keep the upsampled first latent.
+            latents[:, :, :1] = self._encode_image(pipe, kwargs["image"], job.width, job.height).to(latents.device, latents.dtype)
         # a2v refines against the given track again; otherwise stage 1's audio is refined too.
         audio = kwargs["audio_latents"] if kwargs.get("audio_latents") is not None else first.audio
         del first
@@ -105,6 +109,20 @@ class Stages:
             self._upsample_pipe = LTX2LatentUpsamplePipeline(vae=self.base.vae, latent_upsampler=model)
             self._upsample_pipe.set_progress_bar_config(disable=True)
         return self._upsample_pipe(latents=latents, output_type="latent").frames
+
+    def _encode_image(self, pipe, image, width: int, height: int) -> torch.Tensor:
+        """The i2v image as one raw (unnormalised) VAE latent frame at ``width`` x ``height``,
+        prepared as ``LTX2ImageToVideoPipeline.__call__`` prepares it (CRF re-compression, resize)."""
+        import numpy as np
+        from diffusers.pipelines.ltx2.utils import apply_image_conditioning_crf, resolve_default_image_crf
+        from PIL import Image
+
+        crf = resolve_default_image_crf(pipe.text_encoder)
+        if crf:
+            image = Image.fromarray(apply_image_conditioning_crf(np.array(image.convert("RGB")), crf))
+        pixels = pipe.video_processor.preprocess(image, height=height, width=width)
+        pixels = pixels.to(pipe._execution_device, pipe.vae.dtype).unsqueeze(2)  # [B, C, 1, H, W]
+        return pipe.vae.encode(pixels).latent_dist.mode()
 
     def _refine_kwargs(self, kwargs: dict, job, latents: torch.Tensor, audio: torch.Tensor, *, tile: bool = False) -> dict:
         from diffusers.pipelines.ltx2.utils import STAGE_2_DISTILLED_SIGMA_VALUES

@@ -79,7 +79,7 @@ def cluster(tmp_path_factory, tiny_model):
     # Ray's unix sockets live under the temp dir and their paths may not exceed 107 bytes:
     # pytest's tmp paths are too deep for that, so the nodes get short ones of their own.
     ray_tmp = Path(tempfile.mkdtemp(prefix="ltxr-", dir="/tmp"))
-    port, dash, client, agent1, agent2 = (free_port() for _ in range(5))
+    port, dash, client = (free_port() for _ in range(3))
     env = {
         **os.environ,
         "PATH": f"{BIN}:{os.environ['PATH']}",
@@ -88,6 +88,9 @@ def cluster(tmp_path_factory, tiny_model):
         "RAY_AUTH_TOKEN": secrets.token_hex(32),
         "RAY_USAGE_STATS_ENABLED": "0",
     }
+    # The agents bind a port the OS picks (0): a port picked here and freed could be taken by
+    # the other test worker's Ray before the agent binds it, and an agent without its HTTP
+    # port stays up but answers nothing, so every submission got "No available agent" (CI).
     # 2 CPUs per node and 1 per replica: the two replicas land one per node (Ray Data
     # spreads actors), and each node keeps a CPU for Ray Data's read tasks.
     common = ["--block", "--node-ip-address=127.0.0.1", "--num-cpus=2", "--num-gpus=0", "--disable-usage-stats"]
@@ -95,7 +98,7 @@ def cluster(tmp_path_factory, tiny_model):
     head = subprocess.Popen(
         [BIN / "ray", "start", "--head", *common, f"--port={port}", f"--ray-client-server-port={client}",
          "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-         f"--dashboard-agent-listen-port={agent1}", f"--temp-dir={ray_tmp / 'h'}"],
+         "--dashboard-agent-listen-port=0", f"--temp-dir={ray_tmp / 'h'}"],
         env=env, stdout=head_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
     )
     node = None
@@ -103,7 +106,7 @@ def cluster(tmp_path_factory, tiny_model):
         wait_for(lambda: "Ray runtime started" in head_log.read_text(), "the head node starting", head, head_log)
         node = subprocess.Popen(
             [BIN / "ray", "start", *common, f"--address=127.0.0.1:{port}", '--resources={"node2": 1}',
-             f"--dashboard-agent-listen-port={agent2}", f"--temp-dir={ray_tmp / 'w'}"],
+             "--dashboard-agent-listen-port=0", f"--temp-dir={ray_tmp / 'w'}"],
             env=env, stdout=node_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
         )
         wait_for(lambda: "Ray runtime started" in node_log.read_text(), "the second node joining", node, node_log)
@@ -263,3 +266,33 @@ def test_with_a_fake_job_client_a_run_is_attached_while_live_or_done_and_retried
     if not attached:
         entrypoint = shlex.split(client.submitted[0]["entrypoint"])
         assert entrypoint[:2] == ["ltx-ray", "run"] and entrypoint[-2:] == ["--run-id", got.submission_id]
+
+
+class AgentlessJobClient(FakeJobClient):
+    """A fake job server whose head agent is not up for the first ``refusals`` submissions."""
+
+    def __init__(self, refusals: int):
+        super().__init__({})
+        self.refusals = refusals
+
+    def submit_job(self, **kwargs):
+        if self.refusals:
+            self.refusals -= 1
+            raise RuntimeError("Request failed with status code 500: No available agent to submit job, please try again later..")
+        return super().submit_job(**kwargs)
+
+
+def test_a_submission_waits_for_the_clusters_job_agent_and_is_fatal_when_it_never_comes():
+    from ltx_ray.batch.submit import submit
+    from ltx_ray.errors import RunFatal
+
+    said = []
+    late = AgentlessJobClient(refusals=2)  # the agent registers after two refused tries
+    got = submit(late, "night", ["m.parquet"], None, log=said.append, agent_poll_s=0)
+    assert not got.attached and len(late.submitted) == 1
+    assert sum("job agent is not up yet" in line for line in said) == 2
+
+    never = AgentlessJobClient(refusals=10**6)
+    with pytest.raises(RunFatal, match="no job agent on its head node .*dashboard_agent.log"):
+        submit(never, "night", ["m.parquet"], None, log=said.append, agent_wait_s=0, agent_poll_s=0)
+    assert never.submitted == []

@@ -20,12 +20,16 @@ import time
 
 from pydantic import BaseModel, Field
 
-from ltx_ray.errors import EXIT_FATAL, EXIT_OK, EXIT_ROWS_FAILED
+from ltx_ray.errors import EXIT_FATAL, EXIT_OK, EXIT_ROWS_FAILED, RunFatal
 from ltx_ray.storage.store import OutputStore
 
 # Terminal Ray Job states after which a new submission is a retry, not a duplicate.
 RETRYABLE = {"FAILED", "STOPPED"}
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+# Ray's job server answers this (HTTP 500) until the head node's dashboard agent has
+# registered: for seconds after `ray start`, longer on a loaded head. It says to try again.
+NO_AGENT = "No available agent to submit job"
+AGENT_WAIT_S = 120
 
 
 class Submission(BaseModel):
@@ -45,7 +49,8 @@ def base_submission_id(name: str, run_argv: list[str]) -> str:
     return f"ltx-ray-{slug}-{digest}"
 
 
-def submit(client, name: str, run_argv: list[str], run_id: str | None, log=print) -> Submission:
+def submit(client, name: str, run_argv: list[str], run_id: str | None, log=print,
+           agent_wait_s: float = AGENT_WAIT_S, agent_poll_s: float = 2.0) -> Submission:
     """Submit ``ltx-ray run`` with ``run_argv`` (no ``--run-id``) unless the same run is already there.
 
     ``client`` is a ``ray.job_submission.JobSubmissionClient``. ``run_id`` None names the run
@@ -75,9 +80,33 @@ def submit(client, name: str, run_argv: list[str], run_id: str | None, log=print
     # Inside a Ray Job, RAY_ADDRESS names the cluster and `--address auto` follows it; without
     # it `ltx-ray run` would start a fresh local Ray on the head and leave the workers idle.
     entrypoint = shlex.join(["ltx-ray", "run", *run_argv, "--address", "auto", "--run-id", run_id])
-    client.submit_job(entrypoint=entrypoint, submission_id=submission_id, metadata={"ltx_ray_run_id": run_id})
+    _submit_when_agent_is_up(client, agent_wait_s, agent_poll_s, log, entrypoint=entrypoint, submission_id=submission_id,
+                             metadata={"ltx_ray_run_id": run_id})
     log(f"submitted {submission_id}: {entrypoint}")
     return Submission(submission_id=submission_id, attached=False, status="PENDING", run_id=run_id, entrypoint=entrypoint)
+
+
+def _submit_when_agent_is_up(client, wait_s: float, poll_s: float, log, **job) -> None:
+    """``client.submit_job(**job)``, retried while the cluster's job agent is not up yet.
+
+    Each refusal already took Ray's own 10 s wait for the agent; past ``wait_s`` the run is
+    fatal (exit 2) naming what to check, instead of a traceback.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            client.submit_job(**job)
+            return
+        except RuntimeError as exc:
+            if NO_AGENT not in str(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise RunFatal(
+                    f"the Ray job server has no job agent on its head node after {wait_s:.0f} s ({NO_AGENT}); "
+                    "check the head's dashboard_agent.log (a port it could not bind?) or submit again later"
+                ) from None
+            log(f"the cluster's job agent is not up yet ({NO_AGENT}): trying again")
+            time.sleep(poll_s)
 
 
 def wait(client, submission: Submission, out: str, log_stream=sys.stdout, poll_s: float = 1.0) -> int:

@@ -8,6 +8,12 @@ audio) on the tiny model, writing real outputs. A sampling thread records the pr
 peak of every job (and ``torch.cuda.max_memory_allocated`` on CUDA). ``growth`` = the peak of
 the last ten jobs / the peak of the first ten (same mix of jobs in both windows); flat is
 <= 1.05.
+
+Then a long video: ``--chain-segments`` segments of ``--chain-size`` WxHxF joined by
+``engine.segments.generate_long`` from a fake segment generator (random frames: this measures
+the join, not the model), beside the join that concatenated per segment (what ltx-ray did
+before), each under ``tracemalloc``. ``chain_peak_over_final`` = (peak - one segment) / the
+final uint8 video; the target is <= 1.5.
 """
 
 from __future__ import annotations
@@ -66,6 +72,8 @@ def main(argv=None) -> dict:
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--model", default="tiny")
+    p.add_argument("--chain-segments", type=int, default=4)
+    p.add_argument("--chain-size", default="1280x704x241", help="WxHxF of one segment of the chain")
     args = p.parse_args(argv)
 
     import psutil
@@ -126,6 +134,7 @@ def main(argv=None) -> dict:
         "rss_mb_after_jobs": round(me.memory_info().rss / 2**20, 1),
         "peak_rss_mb_per_job": [round(x, 1) for x in peaks],
     }
+    result.update(chain_memory(args.chain_size, args.chain_segments))
     if cuda:
         result.update(
             cuda_peak_mb_first10=round(max(cuda_peaks[:window]), 1),
@@ -133,6 +142,54 @@ def main(argv=None) -> dict:
             cuda_growth=round(max(cuda_peaks[-window:]) / max(cuda_peaks[:window]), 4),
         )
     return emit("memory", result, args)
+
+
+def chain_memory(size: str, segments: int) -> dict:
+    """Peak traced memory of joining ``segments`` fake segments, now and as concatenation did."""
+    import tracemalloc
+
+    import numpy as np
+
+    from ltx_ray.engine.segments import generate_long, plan_segments
+    from ltx_ray.engine.types import Clip, JobInputs
+    from ltx_ray.schema.fields import SEGMENT_OVERLAP_FRAMES
+    from ltx_ray.schema.manifest import ManifestRow
+    from ltx_ray.schema.profiles import ModelProfile
+
+    width, height, length = (int(x) for x in size.split("x"))
+    total = length + (segments - 1) * (length - SEGMENT_OVERLAP_FRAMES)
+    job = ManifestRow(job_id="chain", prompt="p", width=width, height=height, num_frames=total,
+                      segment_frames=length, audio=False).resolve(ModelProfile())
+    assert len(plan_segments(job.num_frames, job.segment_frames)) == segments
+
+    def fake_segment(seg_job, _inputs, _on_step):  # a fake of LTX2Engine.generate_segment: frames only
+        shape = (seg_job.num_frames, seg_job.height, seg_job.width, 3)
+        frames = np.random.default_rng(seg_job.seed).integers(0, 255, shape, np.uint8)
+        return Clip(frames=frames, fps=job.fps, audio=None, sample_rate=None)
+
+    def concatenated():  # the join before: np.concatenate after every segment
+        frames = None
+        for k, (_, n) in enumerate(plan_segments(job.num_frames, job.segment_frames)):
+            clip = fake_segment(job.model_copy(update={"num_frames": n, "seed": k}), None, None)
+            frames = clip.frames if frames is None else np.concatenate([frames, clip.frames[SEGMENT_OVERLAP_FRAMES:]])
+        return frames[: job.num_frames]
+
+    peaks = {}
+    for name, join in (("chain", lambda: generate_long(fake_segment, job, JobInputs(), 48000).frames),
+                       ("chain_concatenated", concatenated)):
+        tracemalloc.start()
+        frames = join()
+        peaks[name] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        final, segment = frames.nbytes, length * height * width * 3
+        del frames
+    return {
+        "chain_segments": segments, "chain_frames": total, "chain_final_mb": round(final / 2**20, 1),
+        "chain_segment_mb": round(segment / 2**20, 1), "chain_peak_mb": round(peaks["chain"] / 2**20, 1),
+        "chain_peak_over_final": round((peaks["chain"] - segment) / final, 3),
+        "chain_concatenated_peak_mb": round(peaks["chain_concatenated"] / 2**20, 1),
+        "chain_concatenated_peak_over_final": round((peaks["chain_concatenated"] - segment) / final, 3),
+    }
 
 
 def _cuda() -> bool:

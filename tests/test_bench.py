@@ -79,10 +79,13 @@ def test_scale_validates_runs_and_reruns_a_manifest_generating_nothing_the_secon
 def test_memory_reports_per_job_peaks_and_growth_of_one_worker(capsys):
     from bench import memory
 
-    memory.main(["--jobs", "3", "--json"])
+    memory.main(["--jobs", "3", "--json", "--chain-size", "320x192x49"])
     r = last_json_line(capsys.readouterr().out)
     assert r["bench"] == "memory" and r["jobs"] == 3 and r["failed"] == []
     assert len(r["peak_rss_mb_per_job"]) == 3 and r["growth"] > 0
+    # 4 segments of 49 frames sharing 9 at each join: 169 frames of 320x192x3 bytes.
+    assert r["chain_frames"] == 169 and r["chain_final_mb"] == round(169 * 320 * 192 * 3 / 2**20, 1)
+    assert r["chain_peak_mb"] < r["chain_concatenated_peak_mb"]  # written once vs copied at every join
 
 
 def test_overhead_compares_a_bare_diffusers_loop_with_ltx_ray_side_by_side(ray_local, capsys):

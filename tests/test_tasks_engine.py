@@ -57,6 +57,40 @@ def test_segment_plans_cover_the_video_with_valid_overlapping_segments():
     assert all(b[0] == a[0] + a[1] - 9 for a, b in zip(plan, plan[1:]))
 
 
+def test_a_chain_writes_each_segments_new_frames_once_in_order_and_cross_fades_the_audio_under_the_joins():
+    """generate_long with a fake of LTX2Engine.generate_segment (numbered frames, a tone per segment)."""
+    from ltx_ray.engine.segments import generate_long
+    from ltx_ray.engine.types import Clip
+
+    row = ManifestRow(job_id="j", prompt="p", width=64, height=32, num_frames=49, segment_frames=25, seed=5)
+    chain = row.resolve(_profile())
+    calls = []
+
+    def fake_segment(seg_job, inputs, _on_step):
+        k = seg_job.seed - chain.seed
+        calls.append((k, seg_job.num_frames, None if inputs.prefix is None else len(inputs.prefix)))
+        frames = np.full((seg_job.num_frames, 32, 64, 3), 0, np.uint8)
+        frames[:, 0, 0, 0] = np.arange(seg_job.num_frames)  # frame i of segment k says (k, i)
+        frames[:, 0, 0, 1] = k
+        audio = np.full((2, round(seg_job.num_frames / chain.fps * 48000)), k + 1, np.float32)
+        return Clip(frames=frames, fps=chain.fps, audio=audio, sample_rate=48000)
+
+    clip = generate_long(fake_segment, chain, JobInputs(), 48000)
+    # 49 frames from segments of 25, 25, 17 sharing 9 frames at each join: (k, i) in order.
+    assert calls == [(0, 25, None), (1, 25, 9), (2, 17, 9)]
+    want = [(0, i) for i in range(25)] + [(1, i) for i in range(9, 25)] + [(2, i) for i in range(9, 17)]
+    assert [(int(f[0, 0, 1]), int(f[0, 0, 0])) for f in clip.frames] == want
+    assert clip.frames.shape == (49, 32, 64, 3)
+    assert clip.audio.shape[1] == round(49 / chain.fps * 48000)  # as long as the video
+    assert clip.audio[0, 0] == 1 and clip.audio[0, -1] == 3  # the last segment's tone at the end
+
+
+def _profile():
+    from ltx_ray.schema.profiles import ModelProfile
+
+    return ModelProfile()
+
+
 def test_the_tiny_model_ships_an_upsampler_and_its_own_loras(tiny_model):
     root = Path(tiny_model.path)
     assert (root / "latent_upsampler" / "config.json").exists()

@@ -37,15 +37,21 @@ def plan_segments(total: int, longest: int, overlap: int = SEGMENT_OVERLAP_FRAME
 
 
 def generate_long(generate_segment: GenerateSegment, job: Job, inputs: JobInputs, sample_rate: int) -> Clip:
-    """A video longer than one segment: chained segments joined into one clip of ``job.num_frames``."""
+    """A video longer than one segment: chained segments joined into one clip of ``job.num_frames``.
+
+    Frames are written once into one array of the final size, allocated when the first
+    segment gives the frame size: peak memory is that array plus one segment, where
+    concatenating per segment copied everything so far each time (a 60 s 4K chain: tens of GB).
+    """
     frames: np.ndarray | None = None
+    filled = 0
     audio: np.ndarray | None = None
     infos = []
     for k, (start, length) in enumerate(plan_segments(job.num_frames, job.segment_frames)):
         seg_job = job.model_copy(update={"num_frames": length, "seed": job.seed + k, "segment_frames": length})
         seg_inputs = JobInputs(
             image=inputs.image if k == 0 else None,
-            prefix=_images(frames[-SEGMENT_OVERLAP_FRAMES:]) if k else None,
+            prefix=_images(frames[filled - SEGMENT_OVERLAP_FRAMES : filled]) if k else None,
         )
         if inputs.audio is not None:  # a2v: this segment's slice of the given track
             first = round(start / job.fps * inputs.audio_rate)
@@ -53,9 +59,16 @@ def generate_long(generate_segment: GenerateSegment, job: Job, inputs: JobInputs
             seg_inputs.audio_rate = inputs.audio_rate
         clip = generate_segment(seg_job, seg_inputs, None)
         infos.append({"start_frame": start, "num_frames": length, **clip.info})
-        frames, audio = _append(frames, audio, clip, 0 if k == 0 else SEGMENT_OVERLAP_FRAMES, job.fps, sample_rate)
+        overlap = 0 if k == 0 else SEGMENT_OVERLAP_FRAMES
+        if frames is None:
+            frames = np.empty((job.num_frames, *clip.frames.shape[1:]), dtype=clip.frames.dtype)
+        new = clip.frames[overlap : overlap + job.num_frames - filled]  # the last segment may run past the end
+        frames[filled : filled + len(new)] = new
+        audio = _join_audio(audio, filled, clip, overlap, job.fps, sample_rate) if k else clip.audio
+        filled += len(new)
+        del clip, new
     return Clip(
-        frames=frames[: job.num_frames],
+        frames=frames,
         fps=job.fps,
         audio=audio,
         sample_rate=sample_rate if audio is not None else None,
@@ -92,15 +105,19 @@ def extend_clip(generate_segment: GenerateSegment, job: Job, inputs: JobInputs, 
 
 def _append(frames, audio, clip: Clip, overlap: int, fps: float, sample_rate: int):
     """Add ``clip`` after what is there; its first ``overlap`` frames repeat the last ones."""
-    if frames is None:
-        return clip.frames, clip.audio
-    frames = np.concatenate([frames, clip.frames[overlap:]], axis=0)
+    joined = np.concatenate([frames, clip.frames[overlap:]], axis=0)
+    return joined, _join_audio(audio, len(frames), clip, overlap, fps, sample_rate)
+
+
+def _join_audio(audio, frames_before: int, clip: Clip, overlap: int, fps: float, sample_rate: int):
+    """The track so far (under ``frames_before`` frames) cross-faded into ``clip``'s, which
+    starts ``overlap`` frames before the end of what is there."""
     if audio is None or clip.audio is None:
-        return frames, None
+        return None
     # Each side's audio is cut to its own frames, so the shared span is the same moment.
-    head = fit_length(audio, round((len(frames) - len(clip.frames) + overlap) / fps * sample_rate))
+    head = fit_length(audio, round(frames_before / fps * sample_rate))
     tail = fit_length(clip.audio, round(len(clip.frames) / fps * sample_rate))
-    return frames, crossfade_join(head, tail, round(overlap / fps * sample_rate))
+    return crossfade_join(head, tail, round(overlap / fps * sample_rate))
 
 
 def _images(frames: np.ndarray) -> list:

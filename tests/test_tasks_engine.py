@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ltx_ray.engine.segments import plan_segments
 from ltx_ray.engine.types import JobInputs
@@ -35,17 +36,55 @@ def test_a_lora_scale_is_applied_per_row(engine, tiny_model):
     assert not np.array_equal(full, half)
 
 
-def test_two_stage_refinement_splits_huge_token_counts_into_tiles(engine):
+def test_a_tiled_refinement_has_no_visible_seams_and_keeps_the_i2v_first_frame(engine):
+    """Above the token cap every refinement step runs its transformer call tile by tile and
+    blends it (engine/tiling.py); compared with the untiled refinement of the same job."""
+    from PIL import Image
+
+    from ltx_ray.engine.tiling import tiles_for
+
+    row = job(engine, width=384, height=192, two_stage=True, image_uri="a.png", seed=3)
+    image = Image.radial_gradient("L").convert("RGB").resize((384, 192))
+    whole = engine.generate(row, JobInputs(image=image))
     limit = engine.stages.max_refine_tokens
-    engine.stages.max_refine_tokens = 48  # stage 2 of 192x256x9 is 2 x 6 x 8 = 96 tokens: 4 x 6 tiles
+    engine.stages.max_refine_tokens = 72  # stage 2 of 384x192x9 is 2 x 6 x 12 = 144 tokens
     try:
-        clip = engine.generate(job(engine, width=256, height=192, two_stage=True), JobInputs())
+        tiled = engine.generate(row, JobInputs(image=image))
     finally:
         engine.stages.max_refine_tokens = limit
-    assert len(clip.info["stages"]) == 2 and clip.info["refine_tiles"] == 4
-    assert clip.frames.shape == (9, 192, 256, 3)
-    whole = engine.generate(job(engine, width=256, height=192, two_stage=True), JobInputs())
-    assert whole.info["refine_tiles"] == 1 and whole.frames.shape == clip.frames.shape
+    tiles = tiles_for(2, 6, 12, 72)
+    assert whole.info["refine_tiles"] == 1 and tiled.info["refine_tiles"] == len(tiles) == 3
+    assert tiled.frames.shape == whole.frames.shape == (9, 192, 384, 3)
+    # The image is held in every tile that covers it: the first frame is the untiled one.
+    assert np.array_equal(tiled.frames[0], whole.frames[0])
+    diff = np.abs(tiled.frames.astype(float) - whole.frames.astype(float)).mean(axis=(0, 1, 3))  # per column
+    shared = np.zeros(12, bool)
+    for a, b in zip(tiles, tiles[1:]):
+        shared[b.widths.start : a.widths.stop] = True  # latent columns two tiles blend
+    border = np.repeat(shared, 32)
+    assert 0 < diff[border].mean() <= diff[~border].mean()  # seams no worse than the tiles' insides
+    # No edge where a tile ends: the step between neighbouring columns there is the video's own.
+    steps = np.abs(np.diff(tiled.frames.astype(float), axis=2)).mean(axis=(0, 1, 3))
+    edges = [x * 32 - 1 for t in tiles for x in (t.widths.start, t.widths.stop) if 0 < x < 12]
+    assert steps[edges].max() <= 1.1 * np.abs(np.diff(whole.frames.astype(float), axis=2)).mean(axis=(0, 1, 3))[edges].max()
+
+
+def test_refinement_tiles_fit_the_token_cap_blend_to_one_and_spend_at_most_a_third_more_cells():
+    from ltx_ray.engine.stages import MAX_REFINE_TOKENS
+    from ltx_ray.engine.tiling import tiles_for
+
+    # Stage-2 latent grids of the presets up to 4K (3840x2176) at 5, 10 and 20 s segments.
+    for width, height in [(768, 512), (1280, 704), (1920, 1088), (2560, 1440), (3840, 2176), (2176, 3840)]:
+        for frames in (121, 241):
+            grid = ((frames - 1) // 8 + 1, height // 32, width // 32)
+            tiles = tiles_for(*grid, MAX_REFINE_TOKENS)
+            cells = sum((t.heights.stop - t.heights.start) * (t.widths.stop - t.widths.start) for t in tiles)
+            assert max(t.blend_weight.numel() for t in tiles) <= MAX_REFINE_TOKENS
+            assert cells <= 1.3 * grid[1] * grid[2], (width, height, frames, len(tiles))
+            total = torch.zeros(grid)
+            for t in tiles:
+                total[t.frames, t.heights, t.widths] += t.blend_weight
+            assert torch.allclose(total, torch.ones(grid))
 
 
 def test_segment_plans_cover_the_video_with_valid_overlapping_segments():

@@ -9,10 +9,9 @@ Two stages, as LTX-2's official two-stage pipelines and the diffusers examples d
      replica without it fails the job rather than refine without).
 
 Very large outputs (a 10 s 4K clip is ~250k video tokens at stage 2) cannot be refined in
-one attention pass, so stage 2 then runs on overlapping spatial tiles of the latent, each
-no larger than ``max_refine_tokens``, and the refined tiles are blended back with linear
-ramps across the overlaps, as the official multi-GPU runners split stage 2. Time is not
-tiled here: a clip longer than one segment is already split in time (engine/segments.py).
+one attention pass: above ``max_refine_tokens`` each transformer call of the refinement runs
+on overlapping spatial tiles blended at every step (engine/tiling.py). Time is not tiled
+here: a clip longer than one segment is already split in time (engine/segments.py).
 """
 
 from __future__ import annotations
@@ -21,9 +20,10 @@ from pathlib import Path
 
 import torch
 
+from ltx_ray.engine.tiling import tiled_transformer
+
 # Official multi-GPU runners cap one attention pass at 32,768 video tokens.
 MAX_REFINE_TOKENS = 32768
-TILE_OVERLAP = 2  # latent cells shared by neighbouring tiles (64 px at 32x compression)
 # Stage 2 is distilled: no classifier-free, spatio-temporal or modality guidance.
 NO_GUIDANCE = dict(
     guidance_scale=1.0, stg_scale=0.0, modality_scale=1.0, guidance_rescale=0.0,
@@ -71,18 +71,15 @@ class Stages:
         refine_adapters = [a for a in adapters if a[0] != job.ic_lora]
         if self.distilled_lora:
             refine_adapters.append((self.distilled_lora, 1.0))
-        tokens = latents.shape[2] * latents.shape[3] * latents.shape[4]
-        with self.loras.active(refine_adapters):
-            if tokens <= self.max_refine_tokens:
-                # In-context reference tokens are a stage-1 matter (diffusers' IC pipeline docs).
-                refine_pipe = self.base if job.task == "control" else pipe
-                out = refine_pipe(output_type="latent", **self._refine_kwargs(kwargs, job, latents, audio))
-                # ti2vid_two_stages.py (dev + LoRA) keeps stage 1's audio ("Stage 2 refines video
-                # only; discard its audio"); distilled.py keeps stage 2's.
-                refined_audio = audio if self.distilled_lora else out.audio
-                return out.frames, refined_audio, self._two_stage_info(job, tiles=1)
-            video, tiles = self._refine_tiled(kwargs, job, latents, audio)
-        return video, audio, self._two_stage_info(job, tiles=tiles)
+        # In-context reference tokens are a stage-1 matter (diffusers' IC pipeline docs).
+        refine_pipe = self.base if job.task == "control" else pipe
+        tiling: dict = {}
+        with self.loras.active(refine_adapters), tiled_transformer(refine_pipe.transformer, self.max_refine_tokens, tiling):
+            out = refine_pipe(output_type="latent", **self._refine_kwargs(kwargs, job, latents, audio))
+        # ti2vid_two_stages.py (dev + LoRA) keeps stage 1's audio ("Stage 2 refines video
+        # only; discard its audio"); distilled.py keeps stage 2's.
+        refined_audio = audio if self.distilled_lora else out.audio
+        return out.frames, refined_audio, self._two_stage_info(job, tiles=tiling["tiles"])
 
     def _record(self, job) -> list[dict]:
         """The stages as run, for the sidecar: sizes, sigmas, passes per step, the LoRA applied."""
@@ -124,14 +121,14 @@ class Stages:
         pixels = pixels.to(pipe._execution_device, pipe.vae.dtype).unsqueeze(2)  # [B, C, 1, H, W]
         return pipe.vae.encode(pixels).latent_dist.mode()
 
-    def _refine_kwargs(self, kwargs: dict, job, latents: torch.Tensor, audio: torch.Tensor, *, tile: bool = False) -> dict:
+    def _refine_kwargs(self, kwargs: dict, job, latents: torch.Tensor, audio: torch.Tensor) -> dict:
         from diffusers.pipelines.ltx2.utils import STAGE_2_DISTILLED_SIGMA_VALUES
 
         sigmas = list(STAGE_2_DISTILLED_SIGMA_VALUES)
         out = {k: v for k, v in kwargs.items() if k not in _CONTROL_ONLY and k != "callback_on_step_end"}
-        if tile or job.task == "control":
-            # A tile is a crop: frame conditions cut to it would be wrong, and stage 1 has
-            # already placed them; the refinement starts from that structure.
+        if job.task == "control":
+            # The refinement runs on the plain pipeline, and stage 1 has already placed the
+            # frame conditions; the refinement starts from that structure.
             out.pop("conditions", None)
             out.pop("image", None)
         out.update(NO_GUIDANCE)
@@ -146,50 +143,3 @@ class Stages:
             generator=torch.Generator("cpu").manual_seed(job.seed + 1),
         )
         return out
-
-    def _refine_tiled(self, kwargs: dict, job, latents: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """Refine overlapping spatial tiles one at a time and blend them back.
-
-        Tile size: all latent frames by the largest (h, w) of the output's aspect with
-        frames x h x w <= max_refine_tokens. Each tile is refined as a small video of its own
-        (same prompt, same audio for cross-attention; the audio is not refined, it keeps the
-        stage-1 result). Weights ramp linearly over the ``TILE_OVERLAP`` cells a tile shares
-        with a neighbour, so seams cross-fade instead of cutting.
-        """
-        _, _, frames, height, width = latents.shape
-        budget = max(4, self.max_refine_tokens // frames)
-        th = max(1, min(height, int((budget * height / width) ** 0.5)))
-        tw = max(1, min(width, budget // th))
-        acc = torch.zeros_like(latents, dtype=torch.float32)
-        weight = torch.zeros((1, 1, 1, height, width), dtype=torch.float32, device=latents.device)
-        tiles = 0
-        for top in _starts(height, th, TILE_OVERLAP):
-            for left in _starts(width, tw, TILE_OVERLAP):
-                crop = latents[:, :, :, top : top + th, left : left + tw]
-                out = self.base(output_type="latent", **self._refine_kwargs(kwargs, job, crop, audio, tile=True)).frames
-                ramp = _ramp(th, top, height, latents.device)[:, None] * _ramp(tw, left, width, latents.device)[None, :]
-                acc[:, :, :, top : top + th, left : left + tw] += out.float() * ramp
-                weight[:, :, :, top : top + th, left : left + tw] += ramp
-                tiles += 1
-        return (acc / weight).to(latents.dtype), tiles
-
-
-def _starts(size: int, tile: int, overlap: int) -> list[int]:
-    """Tile origins covering ``size`` with at least ``overlap`` cells shared between neighbours."""
-    if tile >= size:
-        return [0]
-    stride = max(1, tile - overlap)
-    starts = list(range(0, size - tile, stride))
-    return starts + [size - tile]
-
-
-def _ramp(tile: int, start: int, size: int, device) -> torch.Tensor:
-    """1 inside the tile, rising linearly over the overlap on sides that have a neighbour."""
-    w = torch.ones(tile, device=device)
-    n = min(TILE_OVERLAP, tile // 2)
-    edge = torch.arange(1, n + 1, device=device, dtype=torch.float32) / (n + 1)
-    if start > 0 and n:
-        w[:n] = edge
-    if start + tile < size and n:
-        w[tile - n :] = edge.flip(0)
-    return w

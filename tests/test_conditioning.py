@@ -29,6 +29,15 @@ def models(model_cache):
     return {gen: resolve_model("tiny" if gen == "tiny" else str(resolve_twin(gen))) for gen in GENERATIONS}
 
 
+def fp32_engine(model):
+    """The model's engine on the CPU in float32, and the steps a two-stage test runs (a distilled
+    schedule has its 8 fixed sigmas; a dev one is cut to 2)."""
+    from ltx_ray.engine.ltx2 import LTX2Engine
+
+    engine = LTX2Engine(model.path, device="cpu", dtype="float32", profile=model.profile)
+    return engine, 8 if model.profile.schedule == "distilled" else 2
+
+
 def first_transformer_call(engine, job, inputs) -> dict:
     """The keyword arguments of the first transformer call of a job."""
     seen = {}
@@ -79,11 +88,8 @@ def test_keyframes_at_0_60_and_120_of_121_reach_the_transformer_at_exactly_those
 def test_a2v_holds_the_given_audio_clean_at_timestep_0_in_every_call_of_both_stages(models, gen):
     import numpy as np
 
-    from ltx_ray.engine.ltx2 import LTX2Engine
-
     model = models[gen]
-    engine = LTX2Engine(model.path, device="cpu", dtype="float32", profile=model.profile)
-    steps = 8 if model.profile.schedule == "distilled" else 2
+    engine, steps = fp32_engine(model)
     job = ManifestRow(job_id="a2v", prompt="a singer", audio_uri="voice.wav", width=128, height=128, num_frames=9,
                       steps=steps, two_stage=True, seed=5).resolve(model.profile)
     assert job.task == "a2v" and job.audio_guidance.is_off  # the track is not guided, only the video
@@ -120,11 +126,8 @@ def test_a2v_holds_the_given_audio_clean_at_timestep_0_in_every_call_of_both_sta
 
 @pytest.mark.parametrize("gen", GENERATIONS)
 def test_two_stage_i2v_refines_from_the_image_encoded_again_at_full_size(models, gen):
-    from ltx_ray.engine.ltx2 import LTX2Engine
-
     model = models[gen]
-    engine = LTX2Engine(model.path, device="cpu", dtype="float32", profile=model.profile)
-    steps = 8 if model.profile.schedule == "distilled" else 2
+    engine, steps = fp32_engine(model)
     job = ManifestRow(job_id="i2v", prompt="a lamp", image_uri="a.png", width=128, height=128, num_frames=9,
                       steps=steps, two_stage=True, seed=2).resolve(model.profile)
     image = Image.radial_gradient("L").convert("RGB").resize((160, 128))

@@ -99,7 +99,14 @@ def audio_held(pipe, audio_latents: torch.Tensor):
         video, audio = output
         return video, torch.zeros_like(audio)
 
-    transformer = pipe.transformer
+    with transformer_hooks(pipe.transformer, before, after):
+        yield
+
+
+@contextmanager
+def transformer_hooks(transformer, before, after):
+    """``before`` (a pre-hook given the call's keyword arguments) and ``after`` (an output hook)
+    on every transformer call in the block, first in line (before accelerate's or peft's)."""
     handles = [transformer.register_forward_pre_hook(before, with_kwargs=True, prepend=True),
                transformer.register_forward_hook(after, with_kwargs=True, prepend=True)]
     try:

@@ -55,7 +55,7 @@ VALIDATION_CASES = [
     ("job_id fullwidth letters", {"job_id": "\uff4a\uff4f\uff42"}, "job_id", "letters, digits"),
     ("job_id zero-width space", {"job_id": "a\u200bb"}, "job_id", "letters, digits"),
     ("job_id too long", {"job_id": "a" * 129}, "job_id", "letters, digits"),
-    ("unknown task", {"task": "t2i"}, "task", "'t2v', 'i2v', 'keyframes', 'v2v', 'extend', 'a2v' or 'control'"),
+    ("unknown task", {"task": "t2i"}, "task", "'t2v', 'i2v', 'keyframes', 'v2v', 'extend', 'a2v', 'control' or 'retake'"),
     ("task contradicts inputs", {"task": "keyframes"}, "task", "keyframes job needs keyframes"),
     ("keyframe outside the video", {"keyframes": [{"uri": "{img}", "frame": 17, "strength": 1.0}]}, "keyframes", "outside the video"),
     ("negative keyframe frame", {"keyframes": [{"uri": "{img}", "frame": -1, "strength": 1.0}]}, "keyframes.0.frame", "greater than or equal to 0"),
@@ -67,6 +67,10 @@ VALIDATION_CASES = [
     ("metadata not JSON", {"metadata": "{sku: A1"}, "metadata", "not valid JSON"),
     ("metadata a list", {"metadata": json.dumps(["a"])}, "metadata", "JSON object"),
     ("both frames and seconds", {"seconds": 2.0}, "num_frames", "give only one"),
+    ("retake without end_s", {"task": "retake", "video_uri": "{dir}/clip.mp4", "start_s": 0.5}, "end_s", "needs start_s and end_s"),
+    ("retake range reversed", {"video_uri": "{dir}/clip.mp4", "start_s": 0.6, "end_s": 0.2}, "end_s", "not after start_s 0.6"),
+    ("retake range on a t2v row", {"start_s": 0.2, "end_s": 0.6}, "start_s", "applies to retake only"),
+    ("negative retake start", {"video_uri": "{dir}/clip.mp4", "start_s": -1.0, "end_s": 0.5}, "start_s", "greater than or equal to 0"),
 ]
 
 # Caught when the worker fetches the inputs: the row fails at fetch_inputs.
@@ -81,6 +85,13 @@ FETCH_CASES = [
     # 0.25 s of sound under a 17-frame (0.71 s) video: the error says by how much.
     ("a2v track shorter than the video", {"audio_uri": "{short_audio}"}, "audio_uri",
      "the track is 0.25 s, 0.46 s shorter than the 0.71 s video (17 frames at 24 fps)"),
+    # The source is 256x160, 17 frames at 24 fps (0.708 s): BASE's size and length, so they agree.
+    ("retake past the source's end", {"video_uri": "{source_video}", "start_s": 0.2, "end_s": 3.0}, "end_s",
+     "outside the 0.708 s source video; give 0 <= start_s < end_s <= 0.708"),
+    ("retake length disagrees with the source", {"video_uri": "{source_video}", "start_s": 0.1, "end_s": 0.2, "num_frames": 9},
+     "num_frames", "the source video has num_frames 17"),
+    ("retake source off the latent grid", {"video_uri": "{odd_video}", "start_s": 0.1, "end_s": 0.2}, "video_uri",
+     "has 12 frames; a retake needs 8k + 1 frames"),
     ("missing keyframe image", {"keyframes": [{"uri": "{img}", "frame": 0, "strength": 1.0}, {"uri": "{dir}/gone.png", "frame": 9, "strength": 1.0}]}, "keyframes[1].uri", "no such file"),
 ]
 
@@ -115,7 +126,22 @@ def materialise(tmp: Path) -> dict[str, str]:
         w.setsampwidth(2)
         w.setframerate(16000)
         w.writeframes(struct.pack("<4000h", *[(i * 97) % 20000 - 10000 for i in range(4000)]))
-    return {"short_audio": str(short_audio), "corrupt_video": str(corrupt_video), "corrupt_audio": str(corrupt_audio), "img": str(img), "text": str(text), "truncated": str(truncated), "enormous": str(enormous), "dir": str(tmp / "a-folder")}
+    from ltx_ray.storage.mux import write_mp4
+
+    source_video, odd_video = tmp / "source.mp4", tmp / "odd.mp4"
+    write_mp4(source_video, _bars(17), 24.0, None, None)
+    write_mp4(odd_video, _bars(12), 24.0, None, None)
+    return {"source_video": str(source_video), "odd_video": str(odd_video), "short_audio": str(short_audio), "corrupt_video": str(corrupt_video), "corrupt_audio": str(corrupt_audio), "img": str(img), "text": str(text), "truncated": str(truncated), "enormous": str(enormous), "dir": str(tmp / "a-folder")}
+
+
+def _bars(count: int):
+    """``count`` 256x160 frames of a bar moving right."""
+    import numpy as np
+
+    frames = np.full((count, 160, 256, 3), 30, np.uint8)
+    for i in range(count):
+        frames[i, 40:120, 8 * i : 8 * i + 40] = (220, 180, 40)
+    return frames
 
 
 def build_row(index: int, overrides: dict, files: dict[str, str]) -> dict:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import numpy as np
 import openai
 import pytest
 from openai import OpenAI
@@ -178,6 +179,28 @@ def test_keyframes_go_as_repeated_file_parts_and_land_on_their_frames(endpoint):
     landed = sidecar["keyframes_landed"]
     assert [(k["frame"], k["effective_frame"]) for k in landed] == [(0, 0), (16, 16)]
     assert all(k["uri"].startswith(str(endpoint.store / "inputs" / video.id)) for k in landed)
+
+
+def test_a_retake_uploads_its_source_and_keeps_it_outside_the_span(endpoint, tmp_path):
+    from ltx_ray.storage.mux import decode_frames, write_mp4
+
+    frames = np.full((17, 160, 256, 3), 30, np.uint8)
+    for i in range(17):
+        frames[i, 40:120, 8 * i : 8 * i + 40] = (220, 180, 40)
+    write_mp4(tmp_path / "clip.mp4", frames, 24.0, None, None)
+    client = endpoint.client()
+    created = client.post(
+        "/videos", cast_to=Video, body={"prompt": "the bar turns red", "start_s": "0.4", "end_s": "0.6"},
+        files=[("video", ("clip.mp4", (tmp_path / "clip.mp4").read_bytes(), "video/mp4"))],
+        options={"headers": {"Content-Type": "multipart/form-data"}},
+    )
+    assert (created.size, created.model_extra["num_frames"], created.model_extra["task"]) == ("256x160", 17, "retake")
+    video = wait_until(client, created.id)
+    assert video.status == "completed", video.error
+    got = decode_frames(client.videos.download_content(video.id).read()).astype(int)
+    source = decode_frames(tmp_path / "clip.mp4").astype(int)
+    assert got.shape == source.shape and np.abs(got[:9] - source[:9]).mean() < 3  # kept before frame 9
+    assert np.abs(got[9:17] - source[9:17]).mean() > 10  # 0.4-0.6 s: latent frame 2, frames 9-16
 
 
 def test_a_json_body_is_accepted_as_well_as_multipart(endpoint):

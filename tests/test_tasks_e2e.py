@@ -78,6 +78,9 @@ def tasks_run(ray_local, tiny_model, tmp_path_factory):
         {"job_id": "a2v", "prompt": "a singer", "audio_uri": str(tmp / "voice.wav"), "width": 256, "height": 160},
         {"job_id": "depth", "prompt": "a lamp", "control": "depth", "control_uri": str(tmp / "clip.mp4"),
          "ic_lora": str(loras / "ic-depth.safetensors"), **SMALL, "seed": 3},
+        # Frames 9.6-14.4 of the clip again; the span widens to latent frame 2 (frames 9-16).
+        {"job_id": "retake", "prompt": "the bar turns red", "video_uri": str(tmp / "clip.mp4"), "start_s": 0.4,
+         "end_s": 0.6, "qc": "{}"},
         {"job_id": "lora", "prompt": "a lamp", "loras": [{"uri": str(loras / "style.safetensors"), "scale": 0.8}], **SMALL, "seed": 3},
         {"job_id": "pro", "prompt": "a lamp", "preset": "pro", "width": 256, "height": 192, "num_frames": 17},
         {"job_id": "long", "prompt": "a lamp", "width": 256, "height": 160, "num_frames": 49, "segment_frames": 25},
@@ -126,6 +129,24 @@ def test_extend_keeps_the_source_clip_and_continues_it_with_sound(tasks_run):
     audio = decode_audio(out / "extend.mp4")[0]
     tone = np.sin(2 * np.pi * 440 * np.arange(RATE // 2) / RATE)
     assert best_correlation(audio[: RATE // 2], tone, max_lag=2400) > 0.9  # the clip's own sound first
+
+
+def test_a_retake_keeps_the_source_outside_its_span_and_passes_qc_at_the_joins(tasks_run):
+    _, out, results, tmp = tasks_run
+    assert results["retake"]["task"] == "retake" and results["retake"]["num_frames"] == 25  # the source's length
+    p = probe(out / "retake.mp4")
+    assert (p.width, p.height, p.num_frames, p.audio_codec) == (256, 160, 25, "aac")
+    side = sidecar(out, "retake")
+    assert side["generation"]["retake"]["frames"] == [9, 17]  # covers the asked frames 9.6-14.4
+    got, source = decode_frames(out / "retake.mp4").astype(int), decode_frames(tmp / "clip.mp4").astype(int)
+    kept = list(range(9)) + list(range(17, 25))
+    assert np.abs(got[kept] - source[kept]).mean() < 3  # the source's frames, re-encoded once
+    assert np.abs(got[9:17] - source[9:17]).mean() > 10  # the span, generated again
+    checks = side["qc"]["attempts"][0]["checks"]
+    assert side["qc"]["passed"] and checks["keyframe@8"]["pass"] and checks["keyframe@17"]["pass"]
+    heard = decode_audio(out / "retake.mp4")[0]
+    tone = np.sin(2 * np.pi * 440 * np.arange(RATE // 4) / RATE)
+    assert best_correlation(heard[: RATE // 4], tone, max_lag=2400) > 0.9  # the source's sound before the span
 
 
 def test_a2v_output_carries_the_given_audio_and_takes_its_length(tasks_run):

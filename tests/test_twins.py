@@ -391,6 +391,7 @@ def test_every_task_runs_on_each_twin_in_bfloat16_and_the_sidecar_shows_bf16_for
         "a2v": {"audio_uri": str(tmp_path / "voice.wav")},
         "control": {"control": "depth", "control_uri": str(tmp_path / "clip.mp4"), "ic_lora": str(loras[gen]["ic-depth"]),
                     "num_frames": 9},
+        "retake": {"video_uri": str(tmp_path / "clip.mp4"), "start_s": 0.2, "end_s": 0.4},  # the 17-frame clip's size
     }
     for task, extra in rows.items():
         job = ManifestRow.model_validate({"job_id": task, "prompt": "a lamp", **small, **extra}).resolve(profile)

@@ -39,7 +39,8 @@ def main(args) -> int:
             f"stage {s.stage} {s.width}x{s.height} {s.video_tokens} video + {s.audio_tokens} audio tokens, "
             f"{s.steps} steps x {s.transformer_passes_per_step} passes, sigmas {s.sigmas[0]:.4g}..{s.sigmas[-1]:.4g}, "
             f"{s.tflops:.4g} TFLOP" for s in p.stages)
-        print(f"{p.job_id}: {p.profile} {p.task} {p.width}x{p.height}x{p.num_frames} ({'at most ' if p.auto_seconds else ''}{p.seconds} s): {stages}; "
+        source = " (a retake is its source's size: costed as the row says)" if p.size_from_source else ""
+        print(f"{p.job_id}: {p.profile} {p.task} {p.width}x{p.height}x{p.num_frames} ({'at most ' if p.auto_seconds else ''}{p.seconds} s){source}: {stages}; "
               f"{p.tflops:.4g} TFLOP, peak GPU ~{p.peak_gpu_gib} GiB ({p.weights_gib} GiB weights, {args.dtype})")
     total = sum(p.tflops for p in plans)
     peak = max((p.peak_gpu_gib for p in plans), default=0.0)

@@ -8,7 +8,8 @@ This module and its siblings in ltx_ray/engine/ are the only ones that touch dif
 - lora.py: per-row LoRAs cached by URI and applied for one row only;
 - conditioning.py: keyframes at their exact frame (the condition and in-context views);
 - decode.py: latents to frames (conv VAE or LTX-2.5's diffusion decoder) and waveform;
-- prompt.py: before denoising, prompt enhancement and ``seconds: auto``'s length.
+- prompt.py: before denoising, prompt enhancement and ``seconds: auto``'s length;
+- retake.py: retake's span, generated again between the source's kept frames and sound.
 
 One ``LTX2Engine`` holds one set of components. Every task's pipeline (text-to-video,
 image-to-video, condition, in-context) is a view over the same modules (``from_pipe``), so
@@ -25,14 +26,15 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ltx_ray.engine.conditioning import FrameCondition, KeyframeConditionPipeline, KeyframeInContextPipeline, audio_held
+from ltx_ray.engine import retake
 from ltx_ray.engine.decode import Decoders
 from ltx_ray.engine.placement import OffloadMode, Placement, plan_placement
 from ltx_ray.engine.prompt import enhance, load_enhancer, pick_length
 from ltx_ray.engine.segments import extend_clip, generate_long
+from ltx_ray.engine.tracks import encode_track, track_for_mux
 from ltx_ray.engine.types import Clip, JobInputs, latent_index, whole_latent_frames
 from ltx_ray.schema.job import Job
 from ltx_ray.schema.profiles import PROFILES, ModelProfile, precision_problem
@@ -245,15 +247,23 @@ class LTX2Engine:
             kwargs["callback_on_step_end"] = _callback
         given_audio = kwargs.get("audio_latents") is not None
         with self._vae_tiling(job) as tiling, torch.inference_mode():
-            with audio_held(pipe, kwargs["audio_latents"]) if given_audio else nullcontext():  # a2v: frozen track
+            span = retake.prepare(pipe, job, inputs, self.placement.execution_device) if job.task == "retake" else None
+            held = audio_held(pipe, kwargs["audio_latents"]) if given_audio else nullcontext()  # a2v: frozen track
+            with retake.span_held(pipe, span) if span else held:  # retake: the source kept outside the span
                 video_latents, audio_latents, info = self.stages.run(pipe, job, kwargs, adapters)
+            if span:
+                video_latents, audio_latents = retake.keep_source_latents(span, video_latents, audio_latents)
             frames = self.decoders.video(pipe, video_latents, job.decoder, job.seed)
             audio = None
             if job.audio and given_audio:
-                audio = self._given_audio(job, inputs)  # a2v: the track itself, never the model's copy
+                # a2v: the track itself, never the model's copy
+                audio = track_for_mux(pipe, inputs.audio, inputs.audio_rate, job.duration_s, self.audio_sample_rate)
             elif job.audio:
                 audio = self.decoders.audio(pipe, audio_latents)
         del video_latents, audio_latents
+        if span:
+            frames, audio = retake.compose(span, job, inputs, frames, audio, pipe, self.audio_sample_rate)
+            info["retake"] = span.record(job)
         self._free()
         info.update(vae_tiling=tiling, decoder=job.decoder, loras=[{"uri": uri, "scale": scale} for uri, scale in adapters])
         return Clip(
@@ -317,36 +327,11 @@ class LTX2Engine:
         return self._pipes["t2v"], kwargs, adapters
 
     def _encode_audio(self, job: Job, inputs: JobInputs) -> torch.Tensor:
-        """a2v: the given track's audio-VAE latents ``[1, C, L, M]`` spanning the video exactly.
-
-        They enter as ``audio_latents`` and are held clean at timestep 0 in every call of both
-        stages (``conditioning.audio_held``); the mp4 carries the given waveform itself
-        (``_given_audio``), as the official ``A2VidPipelineTwoStage`` returns the input audio.
-        """
-        from ltx_ray.engine.audio import fit_length, log_mel
-
-        vae = self._pipes["t2v"].audio_vae
-        cfg = vae.config
-        seconds = job.num_frames / job.fps
-        wave = fit_length(inputs.audio, round(seconds * inputs.audio_rate))
-        mel = log_mel(
-            wave, inputs.audio_rate, sample_rate=cfg.sample_rate, hop_length=cfg.mel_hop_length,
-            mel_bins=cfg.mel_bins, channels=cfg.in_channels,
-        )
-        latents = vae.encode(mel.to(self.placement.execution_device, vae.dtype)).latent_dist.mode()
-        per_second = cfg.sample_rate / cfg.mel_hop_length / vae.temporal_compression_ratio
-        length = round(seconds * per_second)  # what the pipeline would have drawn as noise
-        if latents.shape[2] < length:
-            latents = torch.cat([latents, latents[:, :, -1:].expand(-1, -1, length - latents.shape[2], -1)], dim=2)
-        return latents[:, :, :length]
-
-    def _given_audio(self, job: Job, inputs: JobInputs) -> np.ndarray:
-        from ltx_ray.engine.audio import fit_length, resample, with_channels
-
-        # Same layout as the model's own audio (stereo for LTX-2), so every mp4 looks alike.
-        channels = int(getattr(self._pipes["t2v"].vocoder.config, "out_channels", 2))
-        wave = with_channels(resample(inputs.audio, inputs.audio_rate, self.audio_sample_rate), channels)
-        return fit_length(wave, round(job.num_frames / job.fps * self.audio_sample_rate))
+        """a2v: the given track's latents, held clean at timestep 0 in every call of both stages
+        (``conditioning.audio_held``); the mp4 carries the track itself, as the official
+        ``A2VidPipelineTwoStage`` returns the input audio."""
+        return encode_track(self._pipes["t2v"], inputs.audio, inputs.audio_rate, job.duration_s,
+                            self.placement.execution_device)
 
     def _place(self, pipe, offload: OffloadMode) -> Placement:
         """Put the components where ``plan_placement`` says (all GPUs the replica was given)."""

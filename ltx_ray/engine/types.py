@@ -35,7 +35,8 @@ class JobInputs:
 
     image: Image.Image | None = None
     keyframes: list[tuple[Image.Image, int, float]] | None = None
-    video: list[Image.Image] | None = None  # v2v source / clip to extend, fitted to the output size
+    video: list[Image.Image] | None = None  # v2v source / clip to extend (fitted to the output size) / retake source
+    video_fps: float | None = None  # the source video's frame rate
     control: list[Image.Image] | None = None  # depth / pose / canny frames
     audio: np.ndarray | None = None  # a2v track, or the extended clip's sound: float [C, S]
     audio_rate: int | None = None

@@ -66,8 +66,8 @@ def _cover(img: Image.Image, size: tuple[int, int]) -> Image.Image:
     return ImageOps.fit(img, size, method=Image.Resampling.LANCZOS)
 
 
-def load_video(uri: str, field: str, size: tuple[int, int], max_frames: int) -> tuple[list[Image.Image], float]:
-    """The first ``max_frames`` frames of a video, each fitted to ``size``; and its frame rate."""
+def load_video(uri: str, field: str, size: tuple[int, int] | None, max_frames: int) -> tuple[list[Image.Image], float]:
+    """The first ``max_frames`` frames of a video, each fitted to ``size`` (None: as they are); and its frame rate."""
     data = read_uri_bytes(uri, field)
     frames: list[Image.Image] = []
     try:
@@ -77,7 +77,8 @@ def load_video(uri: str, field: str, size: tuple[int, int], max_frames: int) -> 
             stream = container.streams.video[0]
             fps = float(stream.average_rate) if stream.average_rate else 24.0
             for frame in container.decode(stream):
-                frames.append(_cover(frame.to_image(), size))
+                image = frame.to_image()
+                frames.append(_cover(image, size) if size else image)
                 if len(frames) >= max_frames:
                     break
     except InputError:
@@ -131,6 +132,10 @@ def fetch_inputs(job: Job) -> JobInputs:
         frames, _ = load_video(job.video_uri, "video_uri", size, MAX_FRAMES)
         track = load_audio(job.video_uri, "video_uri", required=False)
         return JobInputs(video=frames, audio=track[0] if track else None, audio_rate=track[1] if track else None)
+    if job.task == "retake":  # as it is: the source sets the size, and its frames are kept
+        frames, fps = load_video(job.video_uri, "video_uri", None, MAX_FRAMES + 1)
+        track = load_audio(job.video_uri, "video_uri", required=False)
+        return JobInputs(video=frames, video_fps=fps, audio=track[0] if track else None, audio_rate=track[1] if track else None)
     if job.task == "control":
         frames, _ = load_video(job.control_uri, "control_uri", size, job.num_frames)
         return JobInputs(control=frames)
@@ -156,8 +161,11 @@ def fetch_inputs(job: Job) -> JobInputs:
     return JobInputs()
 
 
-def resolve_length(job: Job, inputs: JobInputs) -> Job:
-    """a2v without num_frames or seconds: the given audio's length sets the video's."""
+def resolve_from_inputs(job: Job, inputs: JobInputs) -> Job:
+    """What an input sets: a2v without num_frames or seconds takes the given audio's length;
+    a retake the source video's size, length and frame rate."""
+    if job.retake is not None:
+        return _retake_source(job, inputs)
     if not job.num_frames_from_audio or inputs.audio is None:
         return job
     seconds = inputs.audio.shape[1] / inputs.audio_rate
@@ -166,3 +174,30 @@ def resolve_length(job: Job, inputs: JobInputs) -> Job:
     while frames > 9 and frames / job.fps > seconds + 1e-6:
         frames -= 8
     return job.model_copy(update={"num_frames": frames})
+
+
+def _retake_source(job: Job, inputs: JobInputs) -> Job:
+    """The retake job at its source's geometry, or the row error that says why it cannot be."""
+    uri, (width, height), count, fps = job.video_uri, inputs.video[0].size, len(inputs.video), round(inputs.video_fps, 3)
+    if (count - 1) % 8 or count < 9:
+        lower = max(9, (count - 1) // 8 * 8 + 1)
+        raise InputError(f"video_uri = {uri!r}: has {count} frames; a retake needs 8k + 1 frames (e.g. {lower} or "
+                         f"{lower + 8}) to lie on LTX-2's latent grid; trim the video")
+    if width % 32 or height % 32:
+        raise InputError(f"video_uri = {uri!r}: is {width}x{height}; a retake needs sides that are multiples of 32 "
+                         f"(e.g. {width // 32 * 32 or 32}x{height // 32 * 32 or 32}); crop or resize the video")
+    if count > job.segment_frames:
+        raise InputError(f"video_uri = {uri!r}: has {count} frames, more than one pass of segment_frames "
+                         f"{job.segment_frames}; retake a shorter clip or raise segment_frames")
+    source = {"width": width, "height": height, "num_frames": count, "fps": fps}
+    for name, value in job.retake.given.items():
+        if abs(value - source[name]) > 1e-3:
+            raise InputError(f"{name} = {value:g}: the source video has {name} {source[name]:g}; a retake keeps the "
+                             f"source's size, length and frame rate: leave {name} out or give {source[name]:g}")
+    seconds = count / fps
+    for name in ("start_s", "end_s"):
+        value = getattr(job.retake, name)
+        if value > seconds + 1e-6 or (name == "start_s" and value >= seconds):
+            raise InputError(f"{name} = {value:g}: outside the {seconds:.3g} s source video; give "
+                             f"0 <= start_s < end_s <= {seconds:.3g}")
+    return job.model_copy(update=source)

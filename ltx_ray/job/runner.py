@@ -24,7 +24,7 @@ from typing import Any
 from ltx_ray.engine.types import Engine, JobInputs
 from ltx_ray.errors import RowError
 from ltx_ray.job import record
-from ltx_ray.job.inputs import fetch_inputs, resolve_length
+from ltx_ray.job.inputs import fetch_inputs, resolve_from_inputs
 from ltx_ray.job.qc import QCReport, check_video
 from ltx_ray.schema.fields import stable_seed
 from ltx_ray.schema.job import Job
@@ -89,10 +89,10 @@ class JobRunner:
         ledger = record.Ledger()
         base = self._row_base(job)
         try:
-            # 1. Fetch the inputs; an a2v job without a length takes the given audio's.
+            # 1. Fetch the inputs; an a2v job without a length takes the given audio's, a retake its source's size.
             with ledger.timed("fetch_inputs"):
                 inputs = fetch_inputs(job)
-                job = resolve_length(job, inputs)
+                job = resolve_from_inputs(job, inputs)
             # 2. Generate, mux and check; a video failing QC is made again with a new seed.
             take = self._make_video(job, inputs, ledger, on_step)
             qc = ledger.qc(job, passed=take.accepted)
@@ -169,7 +169,11 @@ def attempt_seeds(job: Job) -> list[int]:
 
 
 def qc_references(job: Job, inputs: JobInputs) -> list[tuple]:
-    """(image, output frame) pairs a video must show: i2v's first frame, or each keyframe's frame."""
+    """(image, output frame) pairs a video must show: i2v's first frame, each keyframe's frame, or
+    the source frames a retake keeps next to its span."""
     if job.task == "i2v" and inputs.image is not None:
         return [(inputs.image, 0)]
+    if job.task == "retake":  # the source's frames on either side of the span must be there unchanged
+        first, end = job.retake.frames(job.num_frames, job.fps)
+        return [(inputs.video[frame], frame) for frame in (first - 1, end) if 0 <= frame < job.num_frames]
     return [(image, job.landed_frame(frame)) for image, frame, _ in inputs.keyframes or []]

@@ -60,6 +60,8 @@ class RowPlan(BaseModel):
     num_frames: int = Field(description="with seconds auto: the most the duration head may pick, what is costed")
     seconds: float
     auto_seconds: bool = Field(default=False, description="the model picks the length; the cost is an upper bound")
+    size_from_source: bool = Field(default=False, description="retake: the size and length are the source video's, read "
+                                   "when the job runs; the plan costs the row's own values (or the defaults)")
     stages: list[StageCost]
     denoise_cost: int = Field(description="tokens x steps x passes: the number a run orders its jobs by")
     tflops: float = Field(description="transformer FLOPs of every stage, in 10^12")
@@ -103,7 +105,8 @@ def plan_job(job, profile, shape: TransformerShape, dtype: str) -> RowPlan:
     weights = params * DTYPE_BYTES[dtype]
     return RowPlan(
         job_id=job.job_id, profile=profile.name, generation=profile.generation, task=job.task, width=job.width, height=job.height, num_frames=job.num_frames,
-        seconds=round(job.duration_s, 3), auto_seconds=job.auto_seconds is not None, stages=stages, denoise_cost=job.denoise_cost,
+        seconds=round(job.duration_s, 3), auto_seconds=job.auto_seconds is not None,
+        size_from_source=job.retake is not None, stages=stages, denoise_cost=job.denoise_cost,
         tflops=_sig(sum(s.tflops for s in stages)), weights_gib=_sig(weights / GIB),
         peak_gpu_gib=_sig((weights + peak_act) / GIB),
     )

@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SCHEMA_VERSION = 1
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-TASKS = ("t2v", "i2v", "keyframes", "v2v", "extend", "a2v", "control")
-Task = Literal["t2v", "i2v", "keyframes", "v2v", "extend", "a2v", "control"]
+TASKS = ("t2v", "i2v", "keyframes", "v2v", "extend", "a2v", "control", "retake")
+Task = Literal["t2v", "i2v", "keyframes", "v2v", "extend", "a2v", "control", "retake"]
 CONTROLS = ("depth", "pose", "canny")
 # The task each conditioning input implies, and what each task needs (for error messages).
 TASK_OF_INPUT = {
@@ -23,7 +23,7 @@ TASK_OF_INPUT = {
 }
 NEEDS = {
     "t2v": "no conditioning input", "i2v": "image_uri", "keyframes": "keyframes", "v2v": "video_uri",
-    "extend": "video_uri", "a2v": "audio_uri", "control": "control_uri",
+    "extend": "video_uri", "a2v": "audio_uri", "control": "control_uri", "retake": "video_uri, start_s and end_s",
 }
 # The frames each long-video segment re-creates from the end of the previous one: one
 # latent frame plus the first (8k + 1 keeps the condition on LTX-2's latent grid).

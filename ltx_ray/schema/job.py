@@ -21,6 +21,35 @@ class AutoSeconds(BaseModel):
     max_seconds: float
 
 
+class Retake(BaseModel):
+    """``retake``: the seconds of the source video to generate again; the rest is kept.
+
+    Size, length and frame rate are the source video's, read when it is fetched
+    (job.inputs.resolve_from_inputs); ``given`` holds what the row said of them, which must agree.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start_s: float
+    end_s: float
+    given: dict[str, float] = Field(default_factory=dict)
+
+    def latent_frames(self, num_frames: int, fps: float) -> list[bool]:
+        """Per video latent frame: generated again, because the seconds it decodes to overlap
+        ``[start_s, end_s)`` (the official ``TemporalRegionMask``)."""
+        return [a / fps < self.end_s and b / fps > self.start_s for a, b in latent_frame_spans(num_frames)]
+
+    def frames(self, num_frames: int, fps: float) -> tuple[int, int]:
+        """The output frames ``[first, end)`` generated again: the asked range widened to the latent grid."""
+        picked = [span for span, on in zip(latent_frame_spans(num_frames), self.latent_frames(num_frames, fps)) if on]
+        return picked[0][0], picked[-1][1]
+
+
+def latent_frame_spans(num_frames: int) -> list[tuple[int, int]]:
+    """The output frames ``[first, end)`` each video latent frame decodes to (LTX-2's causal 8x VAE)."""
+    return [(0, 1)] + [(8 * (k - 1) + 1, 8 * k + 1) for k in range(1, (num_frames - 1) // 8 + 1)]
+
+
 class Job(BaseModel):
     """A manifest row with every default resolved: exactly what is generated."""
 
@@ -54,6 +83,7 @@ class Job(BaseModel):
     num_frames: int = Field(description="frames to generate; with auto_seconds the most it may be, until the "
                                         "engine's duration head picks the length")
     auto_seconds: AutoSeconds | None = None
+    retake: Retake | None = None
     fps: float
     seed: int
     steps: int

@@ -19,7 +19,8 @@ from ltx_ray.schema.fields import (
     SEGMENT_OVERLAP_FRAMES, TASK_OF_INPUT, Keyframe, Lora, Task, check_uri, frames_for_seconds, seconds_value,
     stable_seed,
 )
-from ltx_ray.schema.job import AutoSeconds, Job
+from ltx_ray.schema.checks import check_auto_seconds, check_keyframes, check_retake
+from ltx_ray.schema.job import AutoSeconds, Job, Retake
 from ltx_ray.schema.profiles import UNGUIDED, ModelProfile, variant_profile
 from ltx_ray.schema.qc import QCConfig
 
@@ -39,10 +40,10 @@ class ManifestRow(BaseModel):
     )
     task: Task | None = Field(
         default=None,
-        description="`t2v`, `i2v`, `keyframes`, `v2v`, `extend`, `a2v` or `control`. When absent it is inferred "
-        "from the one conditioning input given: control_uri -> control, audio_uri -> a2v, video_uri -> v2v "
-        "(`extend` must be named), keyframes -> keyframes, image_uri -> i2v, none -> t2v. An explicit task that "
-        "contradicts the inputs is an error.",
+        description="`t2v`, `i2v`, `keyframes`, `v2v`, `extend`, `a2v`, `control` or `retake`. When absent it is "
+        "inferred from the one conditioning input given: control_uri -> control, audio_uri -> a2v, video_uri -> v2v "
+        "(or retake with start_s / end_s; `extend` must be named), keyframes -> keyframes, image_uri -> i2v, none -> "
+        "t2v. An explicit task that contradicts the inputs is an error.",
     )
     negative_prompt: str | None = Field(default=None, description="What the video should avoid.")
     image_uri: str | None = Field(
@@ -55,8 +56,20 @@ class ManifestRow(BaseModel):
     )
     video_uri: str | None = Field(
         default=None,
-        description="Source clip (mp4, mov, webm) for `v2v` (the output follows it, restyled by the prompt) or "
-        "`extend` (the output is the clip followed by its continuation).",
+        description="Source clip (mp4, mov, webm) for `v2v` (the output follows it, restyled by the prompt), "
+        "`extend` (the output is the clip followed by its continuation) or `retake` (start_s..end_s of it is "
+        "generated again).",
+    )
+    start_s: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False,
+        description="`retake`: where the span to generate again starts, in seconds of video_uri (with end_s). The "
+        "span widens to LTX-2's latent grid (8 frames); outside it the output is the source's own frames and sound. "
+        "Size, length and fps are the source's (8k + 1 frames, sides multiples of 32); one stage.",
+    )
+    end_s: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False,
+        description="`retake`: where the span ends (exclusive), in seconds of video_uri; after start_s, at most the "
+        "video's duration.",
     )
     strength: float | None = Field(
         default=None,
@@ -245,18 +258,19 @@ class ManifestRow(BaseModel):
 
     def inferred_task(self) -> str:
         given = self.inputs_given()
-        return TASK_OF_INPUT[given[0]] if given else "t2v"
+        task = TASK_OF_INPUT[given[0]] if given else "t2v"
+        return "retake" if task == "v2v" and (self.start_s is not None or self.end_s is not None) else task
 
     @model_validator(mode="after")
     def _consistent(self) -> ManifestRow:
         if self.num_frames is not None and self.seconds is not None:
             raise ValueError("num_frames: is given together with seconds; give only one of them")
-        self._check_auto_seconds()
+        check_auto_seconds(self)
         given = self.inputs_given()
         if len(given) > 1:
             raise ValueError(f"{given[1]}: is given together with {given[0]}; a row takes one conditioning input")
         inferred = self.inferred_task()
-        allowed = {inferred, "extend"} if inferred == "v2v" else {inferred}
+        allowed = {"v2v", "extend", "retake"} if inferred in ("v2v", "retake") else {inferred}
         if self.task is not None and self.task not in allowed:
             raise ValueError(
                 f"task: the row gives {NEEDS[inferred]}; "
@@ -283,38 +297,9 @@ class ManifestRow(BaseModel):
         if task in ("extend", "v2v", "control") and self.resolved_num_frames() > (self.segment_frames or DEFAULT_SEGMENT_FRAMES):
             # Their source video conditions one pass; chaining them is not supported yet.
             raise ValueError(f"num_frames: a {task} video is generated in one segment; shorten it or raise segment_frames")
-        if self.keyframes:
-            frames = [k.frame for k in self.keyframes]
-            total = self.resolved_num_frames()
-            if len(set(frames)) != len(frames):
-                raise ValueError(f"keyframes: frames {frames} repeat a frame; give each frame at most once")
-            if frames != sorted(frames):
-                raise ValueError(f"keyframes: frames {frames} are out of order; list keyframes by increasing frame")
-            if max(frames) >= total:
-                raise ValueError(
-                    f"keyframes: frame {max(frames)} is outside the video of {total} frames; "
-                    f"use 0..{total - 1} or raise num_frames"
-                )
-            if total > (self.segment_frames or DEFAULT_SEGMENT_FRAMES):
-                raise ValueError("keyframes: keyframes place frames in one segment; shorten the video or raise segment_frames")
+        check_keyframes(self)
+        check_retake(self, task)
         return self
-
-    def _check_auto_seconds(self) -> None:
-        auto = self.seconds == "auto"
-        for name in ("min_seconds", "max_seconds"):
-            if getattr(self, name) is not None and not auto:
-                raise ValueError(f"{name}: bounds the length the model picks, so it needs seconds 'auto'; remove it "
-                                 "or set seconds to auto")
-        if not auto:
-            return
-        task = self.task or self.inferred_task()
-        if task not in ("t2v", "i2v"):
-            raise ValueError(f"seconds: 'auto' picks the length of a t2v or i2v video; this {task} job takes its length "
-                             "from num_frames or seconds (or its input); give seconds as a number")
-        bounds = self.auto_seconds()
-        if bounds.min_seconds >= bounds.max_seconds:
-            raise ValueError(f"min_seconds: {bounds.min_seconds:g} is not below max_seconds {bounds.max_seconds:g}; "
-                             "give min_seconds < max_seconds")
 
     def auto_seconds(self) -> AutoSeconds | None:
         """The bounds of a ``seconds: auto`` row (diffusers' ``LTX2Pipeline`` defaults), else None."""
@@ -322,6 +307,10 @@ class ManifestRow(BaseModel):
             return None
         return AutoSeconds(min_seconds=AUTO_MIN_SECONDS if self.min_seconds is None else self.min_seconds,
                            max_seconds=AUTO_MAX_SECONDS if self.max_seconds is None else self.max_seconds)
+
+    def _retake(self) -> Retake:
+        given = {name: getattr(self, name) for name in ("width", "height", "num_frames", "fps") if getattr(self, name) is not None}
+        return Retake(start_s=self.start_s, end_s=self.end_s, given=given)
 
     def resolved_two_stage(self) -> bool:
         if self.two_stage is not None:
@@ -371,6 +360,7 @@ class ManifestRow(BaseModel):
             height=self.height or (preset.height if preset else DEFAULT_HEIGHT),
             num_frames=self.resolved_num_frames(),
             auto_seconds=self.auto_seconds(),
+            retake=self._retake() if task == "retake" else None,
             # a2v without a length takes the audio's (set when the audio is fetched)
             num_frames_from_audio=task == "a2v" and self.num_frames is None and self.seconds is None,
             fps=self.resolved_fps(),

@@ -46,7 +46,7 @@ class Video(BaseModel):
     remixed_from_video_id: str | None = None
     error: VideoError | None = None
     # ltx-ray extensions, after the convention's keys.
-    task: str | None = Field(default=None, description="t2v, i2v or keyframes.")
+    task: str | None = Field(default=None, description="The task: t2v, i2v, keyframes, v2v, extend, a2v, control or retake.")
     num_frames: int | None = None
     fps: float | None = None
     seed: int | None = None

@@ -94,6 +94,13 @@ class VideoService:
     def pending(self) -> int:
         return len(self._inflight) + self._reserved
 
+    def _check_size(self, job, intake) -> None:
+        if job.width * job.height * job.num_frames > self.args.max_frame_pixels:
+            param = intake.api_names.get("width", "size") if job.task != "retake" else intake.api_names["video_uri"]
+            raise APIError(400, f"{param}: {job.width}x{job.height} x {job.num_frames} frames is more than this "
+                           f"server's limit of {self.args.max_frame_pixels} pixels; lower the size or the length",
+                           param=param, code="request_too_large")
+
     # -- routes ----------------------------------------------------------------------------
 
     async def create(self, fields: dict[str, Any], files: dict[str, list[Upload]]) -> Video:
@@ -107,14 +114,13 @@ class VideoService:
             row = validate_row(intake, video_id)  # first with placeholders: a bad request fetches nothing
             check_server_paths(row, self.args.lora_prefixes, intake)
             job = row.resolve(ModelProfile())
-            pixels = job.width * job.height * job.num_frames
-            if pixels > self.args.max_frame_pixels:
-                param = intake.api_names.get("width", "size")
-                raise APIError(400, f"{param}: {job.width}x{job.height} x {job.num_frames} frames is more than this "
-                               f"server's limit of {self.args.max_frame_pixels} pixels; lower the size or the length",
-                               param=param, code="request_too_large")
+            if job.task != "retake":  # a retake is its source's size and length: checked once the source is here
+                self._check_size(job, intake)
             for ref in intake.inputs:
                 data = ref.upload.data if ref.upload is not None else await self.fetcher.fetch(ref.url, ref.param)
+                if job.task == "retake" and ref.path == ("video_uri",):
+                    job = job.model_copy(update=await asyncio.to_thread(_video_geometry, data, ref.param))
+                    self._check_size(job, intake)
                 name = "-".join(str(p) for p in ref.path)
                 if ref.is_image:
                     name += "." + await asyncio.to_thread(_check_image, data, ref.param)
@@ -240,6 +246,22 @@ def _check_image(data: bytes, param: str) -> str:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         raise APIError(400, f"{param}: not a readable image; send a PNG, JPEG or WebP file", param=param,
                        code="invalid_image") from None
+
+
+def _video_geometry(data: bytes, param: str) -> dict:
+    """A retake source's width, height, frame count and frame rate, or a 400 if it is no video."""
+    import av
+
+    from ltx_ray.storage.mux import probe
+
+    try:
+        p = probe(data)
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise APIError(400, f"{param}: not a readable video ({exc}); send an mp4, mov or webm file", param=param,
+                       code="invalid_video") from None
+    if not p.num_frames or not p.width:
+        raise APIError(400, f"{param}: has no video frames; send an mp4, mov or webm file", param=param, code="invalid_video")
+    return {"width": p.width, "height": p.height, "num_frames": p.num_frames, "fps": p.fps or 24.0}
 
 
 def _spritesheet(outputs, video_id: str, tiles: int = 16, columns: int = 4, tile_width: int = 160) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ltx_ray.schema.manifest import ManifestRow
 from ltx_ray.schema.profiles import ModelProfile
 from ltx_ray.storage.manifest import load_and_validate, write_manifest
 
@@ -76,3 +77,19 @@ def test_presets_fill_size_fps_and_stages_and_explicit_columns_win(tmp_path):
     assert shape["pro-small"] == (256, 192, 48.0, False)
     assert jobs["ultra"].video_tokens > 250_000  # why stage 2 is refined in tiles
     assert jobs["long"].num_frames == 721 and jobs["long"].num_frames > jobs["long"].segment_frames
+
+
+def test_a_control_row_runs_the_official_ic_lora_recipe_unless_it_asks_for_its_own_steps_or_guidance():
+    from ltx_ray.schema.profiles import PROFILES
+    from ltx_ray.schema.schedules import DISTILLED_SIGMAS
+
+    row = {"job_id": "c", "prompt": "p", "control": "depth", "control_uri": "d.mp4", "ic_lora": "ic.safetensors"}
+    for name, stage_1_lora in [("ltx-2.0-dev", "ltx-2-19b-distilled-lora-384.safetensors"), ("ltx-2.3-distilled", None),
+                               ("ltx-2.5-full", "ltx-2.5-22b-distilled-lora-450-bf16.safetensors")]:
+        job = ManifestRow(**row).resolve(PROFILES[name])
+        # ic_lora.py: DISTILLED_SIGMAS, one unguided pass a step (SimpleDenoiser), a distilled transformer
+        assert (job.steps, job.stages[0].sigmas, job.transformer_passes) == (8, DISTILLED_SIGMAS, 1), name
+        assert job.stage_1_lora == stage_1_lora and job.profile == name
+    own = ManifestRow(**row, steps=20).resolve(PROFILES["ltx-2.0-dev"])
+    assert (own.steps, own.transformer_passes, own.stage_1_lora) == (20, 4, None)  # the profile's guided dev recipe
+    assert ManifestRow(job_id="t", prompt="p").resolve(PROFILES["ltx-2.0-dev"]).steps == 40  # other tasks unchanged

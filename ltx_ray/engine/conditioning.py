@@ -24,11 +24,13 @@ so audio timestep 0) under a guider with no audio guidance.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from diffusers import LTX2ConditionPipeline, LTX2InContextPipeline
 from diffusers.pipelines.ltx2 import LTX2VideoCondition
+
+from ltx_ray.engine.types import whole_latent_frames
 
 
 @dataclass
@@ -69,7 +71,28 @@ class KeyframeConditionPipeline(ExactKeyframes, LTX2ConditionPipeline):
 
 
 class KeyframeInContextPipeline(ExactKeyframes, LTX2InContextPipeline):
-    """``LTX2InContextPipeline`` (IC-LoRA control) with keyframes at their exact frame."""
+    """``LTX2InContextPipeline`` (IC-LoRA control) with keyframes at their exact frame, and the
+    reference video at the IC-LoRA's ``reference_temporal_scale_factor``, which diffusers ignores.
+
+    An IC-LoRA trained on control videos at 1/S of the frame rate (ltx-pipelines
+    ``iclora_utils.temporal_subsample``: frame 0, then every S-th) sees its reference that way:
+    its tokens are spaced S frames apart and shifted so the last ends with the target's, as
+    ltx-core's ``VideoConditionByReferenceLatent.apply_to`` places them.
+    """
+
+    reference_temporal_scale = 1  # S, set per job by the engine from the IC-LoRA's metadata
+
+    def _encode_reference_conditions(self, reference_conditions, *args, **kwargs):
+        scale = self.reference_temporal_scale
+        if scale == 1:
+            return super()._encode_reference_conditions(reference_conditions, *args, **kwargs)
+        subsampled = [replace(c, frames=whole_latent_frames([c.frames[0], *c.frames[1::scale]]))
+                      for c in reference_conditions]
+        latents, coords, cross_mask, counts = super()._encode_reference_conditions(subsampled, *args, **kwargs)
+        coords = coords.clone()
+        fps = kwargs.get("frame_rate", 24.0)
+        coords[:, 0] = (coords[:, 0] * scale - (scale - 1) / fps).clamp(min=0)  # seconds, start and end
+        return latents, coords, cross_mask, counts
 
 
 @contextmanager

@@ -117,6 +117,12 @@ class LoraCache:
         """An IC-LoRA's ``reference_downscale_factor`` metadata (official files carry it); default 1."""
         return int(float(_metadata(local_lora_file(uri)).get("reference_downscale_factor", 1)))
 
+    @staticmethod
+    def reference_temporal_scale_factor(uri: str) -> int:
+        """An IC-LoRA's ``reference_temporal_scale_factor`` metadata (trained on a control video at
+        1/S of the frame rate, ltx-pipelines ``iclora_utils``); default 1."""
+        return int(float(_metadata(local_lora_file(uri)).get("reference_temporal_scale_factor", 1)))
+
 
 def _metadata(path: str) -> dict[str, str]:
     """A .safetensors file's header metadata (read without loading the tensors)."""

@@ -278,6 +278,8 @@ class LTX2Engine:
         """The pipeline view, its keyword arguments and the LoRA adapters for one segment."""
         from diffusers.pipelines.ltx2 import LTX2ReferenceCondition, LTX2VideoCondition
 
+        from ltx_ray.errors import InputError
+
         sigmas = job.stages[0].sigmas
         kwargs = guidance_kwargs(job)
         kwargs.update(
@@ -314,7 +316,15 @@ class LTX2Engine:
                 LTX2ReferenceCondition(frames=whole_latent_frames(inputs.control[: job.num_frames]), strength=1.0)
             ]
             kwargs["reference_downscale_factor"] = self.loras.reference_downscale_factor(job.ic_lora)
+            self._pipes["control"].reference_temporal_scale = self.loras.reference_temporal_scale_factor(job.ic_lora)
             adapters.insert(0, (job.ic_lora, 1.0))
+            if job.stage_1_lora:  # the distilled IC-LoRA recipe on a dev transformer: made distilled by its LoRA
+                if not self.stages.distilled_lora:
+                    raise InputError(f"ic_lora: a control row on {job.profile} runs the official distilled IC-LoRA "
+                                     f"recipe, which needs the stage-2 LoRA {job.stage_1_lora}; this model lacks it: "
+                                     "put it in the model folder or start with --distilled-lora, or give steps to run "
+                                     "the guided dev recipe")
+                adapters.append((self.stages.distilled_lora, 1.0))
             if conditions:
                 kwargs["conditions"] = conditions
             return self._pipes["control"], kwargs, adapters

@@ -68,7 +68,9 @@ class Stages:
         # a2v refines against the given track again; otherwise stage 1's audio is refined too.
         audio = kwargs["audio_latents"] if kwargs.get("audio_latents") is not None else first.audio
         del first
-        refine_adapters = [a for a in adapters if a[0] != job.ic_lora]
+        # Stage 2 has no reference tokens, so no IC-LoRA; the stage-2 LoRA is added once (control on
+        # a dev model already has it from stage 1).
+        refine_adapters = [a for a in adapters if a[0] not in (job.ic_lora, self.distilled_lora)]
         if self.distilled_lora:
             refine_adapters.append((self.distilled_lora, 1.0))
         # In-context reference tokens are a stage-1 matter (diffusers' IC pipeline docs).

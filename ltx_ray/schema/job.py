@@ -97,6 +97,8 @@ class Job(BaseModel):
     cross_timestep: bool = False
     schedule: Schedule = "ltx2_dev"
     distilled_lora: str | None = Field(default=None, description="stage 2's LoRA file (two-stage on a dev model)")
+    stage_1_lora: str | None = Field(default=None, description="control on a dev model: the stage-2 LoRA applied in "
+                                     "stage 1 too, so the distilled IC-LoRA recipe runs on a distilled transformer")
     audio: bool
     decoder: Literal["conv", "diffusion"] = "conv"
     enhance_prompt: bool = False

@@ -21,7 +21,7 @@ from ltx_ray.schema.fields import (
 )
 from ltx_ray.schema.checks import check_auto_seconds, check_keyframes, check_retake
 from ltx_ray.schema.job import AutoSeconds, Job, Retake
-from ltx_ray.schema.profiles import UNGUIDED, ModelProfile, variant_profile
+from ltx_ray.schema.profiles import UNGUIDED, ModelProfile, ic_lora_recipe, variant_profile
 from ltx_ray.schema.qc import QCConfig
 
 
@@ -94,8 +94,10 @@ class ManifestRow(BaseModel):
     )
     ic_lora: str | None = Field(
         default=None,
-        description="The IC-LoRA (.safetensors) trained for that control; its `reference_downscale_factor` "
-        "metadata, when present, sets the control video's scale.",
+        description="The IC-LoRA (.safetensors) trained for that control; its `reference_downscale_factor` and "
+        "`reference_temporal_scale_factor` metadata, when present, set the control video's size and frame rate. A "
+        "control row runs the official IC-LoRA recipe (8 distilled sigmas, no guidance; on a dev model with its "
+        "stage-2 LoRA in stage 1 too) unless it gives steps or guidance_scale.",
     )
     loras: list[Lora] | None = Field(
         default=None,
@@ -336,6 +338,10 @@ class ManifestRow(BaseModel):
         where the model ships that variant; validation names a row whose does not)."""
         profile = variant_profile(profile, self.variant) or profile
         task = self.task or self.inferred_task()
+        # control: the official IC-LoRA recipe, unless the row asks for its own steps or guidance
+        ic_lora = task == "control" and self.steps is None and self.guidance_scale is None
+        stage_1_lora = profile.distilled_lora if ic_lora and profile.schedule != "distilled" else None
+        profile = ic_lora_recipe(profile) if ic_lora else profile
         preset = PRESETS.get(self.preset or "")
         guidance = self.guidance_scale if self.guidance_scale is not None else profile.guidance_scale
         return Job(
@@ -378,6 +384,7 @@ class ManifestRow(BaseModel):
             cross_timestep=profile.cross_timestep,
             schedule=profile.schedule,
             distilled_lora=profile.distilled_lora if self.resolved_two_stage() else None,
+            stage_1_lora=stage_1_lora,
             audio=True if self.audio is None else self.audio,
             decoder=self.decoder or "conv",
             enhance_prompt=bool(self.enhance_prompt),

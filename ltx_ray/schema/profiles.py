@@ -156,6 +156,14 @@ PROFILES: dict[str, ModelProfile] = {p.name: p for p in (
 )}
 
 
+def ic_lora_recipe(profile: ModelProfile) -> ModelProfile:
+    """What a control (IC-LoRA) row runs with: the distilled recipe, as the official ``ICLoraPipeline``
+    (ltx-pipelines ``ic_lora.py``: ``DISTILLED_SIGMAS``, a ``SimpleDenoiser`` with no guidance,
+    on the distilled transformer). On a dev profile the transformer is made distilled by its
+    stage-2 LoRA, applied in stage 1 too (``Job.stage_1_lora``); the profile keeps its name."""
+    return profile.model_copy(update=dict(steps=8, video=UNGUIDED, audio=UNGUIDED, schedule="distilled"))
+
+
 def variant_profile(profile: ModelProfile, variant: str | None) -> ModelProfile | None:
     """The profile a row's ``variant`` runs with on a model loaded as ``profile``: itself without
     one, its sibling where the repo ships both DiTs (LTX-2.5: ``transformer/`` distilled,

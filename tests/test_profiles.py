@@ -342,7 +342,7 @@ def test_enhance_prompt_gives_the_frames_of_the_diffusers_call_with_prompt_enhan
     from transformers import AutoProcessor
 
     from ltx_ray.engine.ltx2 import LTX2Engine
-    from ltx_ray.engine.twins import make_enhancer_twin
+    from ltx_ray.engine.gemma_twins import make_enhancer_twin
     from ltx_ray.engine.types import JobInputs
 
     enhancer = make_enhancer_twin(tmp_path / "gemma-3-processor", "ltx-2.3")
@@ -384,18 +384,41 @@ def test_enhance_prompt_without_an_enhancer_is_a_row_error_naming_the_column_and
         resolve_model(str(twins["ltx-2.3"]), enhancer=str(twins["ltx-2.3"] / "transformer"))
 
 
-def test_an_ltx_25_enhancer_without_torchvision_is_fatal_naming_what_to_install(twins, tmp_path):
-    """LTX-2.5's enhancer is google/gemma-4-E2B-it, whose Gemma4Processor needs torchvision (not in
-    the lock): said before any replica starts, not as a transformers traceback inside one."""
-    import importlib.util
+def test_enhance_prompt_on_the_25_twin_gives_the_frames_of_the_diffusers_call_with_its_gemma_4_enhancer(twins, tmp_path):
+    """Parity with the diffusers docs' "Prompt Enhancement for LTX-2.5": a separate
+    google/gemma-4-E2B-it (``AutoModelForImageTextToText`` + ``AutoProcessor``) given to the
+    pipeline as ``prompt_enhancer`` and ``processor``, ``enable_prompt_enhancement=True`` with
+    the LTX-2.5 system prompts; t2v, and i2v with the enhancer looking at the image."""
+    import torch
+    from diffusers import LTX2ImageToVideoPipeline, LTX2Pipeline
+    from diffusers.pipelines.ltx2.utils import LTX2_5_I2V_DEFAULT_SYSTEM_PROMPT, LTX2_5_T2V_DEFAULT_SYSTEM_PROMPT
+    from PIL import Image
+    from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from ltx_ray.engine.twins import make_enhancer_twin
+    from ltx_ray.engine.gemma_twins import make_enhancer_twin
+    from ltx_ray.engine.ltx2 import LTX2Engine
+    from ltx_ray.engine.types import JobInputs
 
-    if importlib.util.find_spec("torchvision") is not None:
-        pytest.skip("torchvision is installed here")
-    folder = make_enhancer_twin(tmp_path / "processor", "ltx-2.3")  # a processor folder, as --enhancer takes
-    with pytest.raises(ModelNotFound, match="Gemma4Processor\\) needs torchvision.*pip install the torchvision"):
-        resolve_model(str(twins["ltx-2.5"]), enhancer=str(folder))
+    enhancer = make_enhancer_twin(tmp_path / "gemma-4-E2B-it", "ltx-2.5")
+    with pytest.raises(ModelNotFound, match="holds a processor but no model"):  # a Gemma 3 processor is not enough
+        resolve_model(str(twins["ltx-2.5"]), enhancer=str(make_enhancer_twin(tmp_path / "gemma-3", "ltx-2.3")))
+    model = resolve_model(str(twins["ltx-2.5"]), enhancer=str(enhancer))
+    engine = LTX2Engine(model.path, device="cpu", dtype="float32", profile=model.profile, enhancer=model.enhancer)
+    image = Image.fromarray(np.random.default_rng(3).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    for task, pipeline, extra, system in [("t2v", LTX2Pipeline, {}, LTX2_5_T2V_DEFAULT_SYSTEM_PROMPT),
+                                          ("i2v", LTX2ImageToVideoPipeline, {"image": image}, LTX2_5_I2V_DEFAULT_SYSTEM_PROMPT)]:
+        row = ManifestRow(job_id="j", prompt="a fox in the snow", seed=7, task=task, enhance_prompt=True,
+                          image_uri="unused.png" if extra else None, **SMALL)
+        pipe = pipeline.from_pretrained(model.path, dtype=torch.float32, processor=AutoProcessor.from_pretrained(enhancer),
+                                        prompt_enhancer=AutoModelForImageTextToText.from_pretrained(enhancer, dtype=torch.float32))
+        clip = check_parity(engine, row.resolve(model.profile), JobInputs(**extra), pipe,
+                            {**extra, "enable_prompt_enhancement": True, "system_prompt": system}, task)
+        rewritten = clip.info["enhanced_prompt"]
+        assert rewritten and rewritten != "a fox in the snow", task
+        assert clip.info["prompt_enhancement"] == {"original_prompt": "a fox in the snow", "enhancer": "separate",
+                                                   "system_prompt": f"LTX2_5_{task.upper()}_DEFAULT_SYSTEM_PROMPT"}
+        plain = engine.generate(row.model_copy(update={"enhance_prompt": None}).resolve(model.profile), JobInputs(**extra))
+        assert not np.array_equal(plain.frames, clip.frames), task
 
 
 def test_a_variant_full_row_on_the_25_twin_runs_transformer_full_as_a_full_loaded_engine_would(twins):

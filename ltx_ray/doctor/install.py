@@ -154,6 +154,22 @@ def check_torchaudio() -> Check:
     return Check(name="torchaudio", ok=True, detail=f"{torchaudio.__version__}, native library loads")
 
 
+def check_torchvision() -> Check:
+    """torchvision's operators are registered by its native library: one built for another torch
+    imports, then fails at its first operator ('operator torchvision::nms does not exist'), which
+    LTX-2.5's prompt enhancer (Gemma4Processor) reaches."""
+    try:
+        import torch
+        import torchvision
+        from torchvision.ops import nms
+
+        nms(torch.tensor([[0.0, 0.0, 1.0, 1.0]]), torch.tensor([1.0]), 0.5)
+    except Exception as exc:  # noqa: BLE001
+        return Check(name="torchvision", ok=False, detail=one_line(exc),
+                     fix="torchvision must be the release built for your torch (0.26.0 with torch 2.11.0): " + INSTALL_FIX)
+    return Check(name="torchvision", ok=True, detail=f"{torchvision.__version__}, native operators load")
+
+
 def check_diffusers_ltx2() -> Check:
     try:
         import diffusers

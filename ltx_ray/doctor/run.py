@@ -12,6 +12,7 @@ from ltx_ray.doctor.install import (
     check_python,
     check_torch,
     check_torchaudio,
+    check_torchvision,
     check_worker_modules,
 )
 from ltx_ray.doctor.report import Check, DoctorReport, guarded
@@ -26,6 +27,7 @@ def run_doctor(*, lock: str | None = None, address: str | None = None, out: str 
         ("packages", lambda: check_packages(lock)),
         ("torch", check_torch),
         ("torchaudio", check_torchaudio),
+        ("torchvision", check_torchvision),
         ("diffusers LTX2", check_diffusers_ltx2),
         ("worker modules", check_worker_modules),
         ("pyav encoders", check_pyav),

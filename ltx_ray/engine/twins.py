@@ -36,6 +36,7 @@ import json
 import shutil
 from pathlib import Path
 
+from ltx_ray.engine.gemma_twins import TEXT_HIDDEN, TEXT_LAYERS, build_gemma4_text_encoder, build_gemma_tokenizer
 from ltx_ray.engine.tiny_model import CARD_NAME, build_gemma3_text_encoder, publish_dir, write_lora
 
 TWIN_GENERATIONS = ("ltx-2.0", "ltx-2.3", "ltx-2.5")
@@ -43,11 +44,8 @@ TWIN_GENERATIONS = ("ltx-2.0", "ltx-2.3", "ltx-2.5")
 TWIN_REVISION = "2"
 REAL_CONFIGS = Path(__file__).with_name("real_configs")
 
-# Tiny widths shared by every generation (real values in the comments). The text encoder's
-# hidden size and layer count feed the connectors: caption_channels = hidden size,
-# text_proj_in_factor = layers + 1 (every hidden state, embeddings included, is stacked).
-TEXT_HIDDEN = 32  # Gemma 3 12B: 3840
-TEXT_LAYERS = 2  # Gemma 3 12B: 48
+# Tiny widths shared by every generation (real values in the comments); the text encoder's are
+# in gemma_twins (TEXT_HIDDEN, TEXT_LAYERS).
 VIDEO_WIDTH = 32  # transformer video inner dim = heads x head_dim: 32 x 128 = 4096
 AUDIO_WIDTH = 16  # transformer audio inner dim: 32 x 64 = 2048
 LATENT_CHANNELS = 16  # video VAE latent channels: 128
@@ -204,91 +202,6 @@ def twin_config(generation: str, component: str) -> dict:
 def _check_generation(generation: str) -> None:
     if generation not in TWIN_GENERATIONS:
         raise ValueError(f"like={generation!r} is not a known LTX-2 generation; choose one of {', '.join(TWIN_GENERATIONS)}")
-
-
-# Gemma 3's turn and image tokens, by their real names, and a chat template in its format: what
-# prompt enhancement's processor needs (image: <start_of_image>, expanded by the processor).
-GEMMA_TURN_TOKENS = ["<start_of_turn>", "<end_of_turn>"]
-GEMMA_IMAGE_TOKENS = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
-GEMMA_CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ m['role'] }}\n"
-    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
-    "{% if c['type'] == 'image' %}{{ boi_token }}{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}"
-    "<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
-)
-# The enhancer twin's processor: 28 px images (the twin vision tower's; real 896) as 4 soft
-# tokens (the twin text encoder's mm_tokens_per_image; real 256).
-ENHANCER_IMAGE_SIZE, ENHANCER_IMAGE_TOKENS = 28, 4
-
-
-def build_gemma_tokenizer():
-    """A Gemma tokenizer (the real class, so model_index names it) over bytes, built offline.
-
-    Gemma's own special-token ids (pad 0, eos 1, bos 2, unk 3, mask 4), a word-boundary
-    token and the 256 byte-fallback tokens: every UTF-8 byte of a prompt is one token; then
-    Gemma 3's turn and image tokens.
-    """
-    from transformers import GemmaTokenizer
-
-    vocab = {tok: i for i, tok in enumerate(["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "\u2581"])}
-    vocab.update({f"<0x{b:02X}>": len(vocab) + b for b in range(256)})
-    for token in GEMMA_TURN_TOKENS + list(GEMMA_IMAGE_TOKENS.values()):
-        vocab[token] = len(vocab)
-    return GemmaTokenizer(
-        vocab=vocab, merges=[], add_bos_token=True, model_max_length=1024,
-        extra_special_tokens=GEMMA_IMAGE_TOKENS, chat_template=GEMMA_CHAT_TEMPLATE,
-    )
-
-
-def make_enhancer_twin(out_dir: str | Path, like: str) -> Path:
-    """What ``--enhancer`` takes for a ``like`` twin: LTX-2.0 / 2.3's Gemma 3 text encoder
-    rewrites prompts itself, so this is the Gemma 3 processor (``Gemma3Processor``: the twin's
-    tokenizer and a PIL image processor), saved as google/gemma-3-12b-it ships it at its root.
-
-    LTX-2.5's enhancer (google/gemma-4-E2B-it) is not built: ``Gemma4Processor`` needs a video
-    processor, which needs torchvision, which ltx-ray does not install.
-    """
-    from transformers import Gemma3Processor
-    from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
-
-    _check_generation(like)
-    if like not in ("ltx-2.0", "ltx-2.3"):
-        raise ValueError(f"no enhancer twin for {like}: its Gemma 4 processor needs torchvision")
-    size = {"height": ENHANCER_IMAGE_SIZE, "width": ENHANCER_IMAGE_SIZE}
-    processor = Gemma3Processor(
-        image_processor=Gemma3ImageProcessorPil(size=size), tokenizer=build_gemma_tokenizer(),
-        chat_template=GEMMA_CHAT_TEMPLATE, image_seq_length=ENHANCER_IMAGE_TOKENS,
-    )
-    out = Path(out_dir)
-    processor.save_pretrained(out)
-    return out
-
-
-def build_gemma4_text_encoder(tokenizer):
-    """A tiny ``Gemma4UnifiedForConditionalGeneration`` (LTX-2.5's text encoder, model_type gemma4_unified)."""
-    from transformers import Gemma4UnifiedConfig, Gemma4UnifiedForConditionalGeneration
-
-    config = Gemma4UnifiedConfig(
-        text_config={
-            "vocab_size": len(tokenizer),
-            "hidden_size": TEXT_HIDDEN,
-            "intermediate_size": 2 * TEXT_HIDDEN,
-            "num_hidden_layers": TEXT_LAYERS,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 1,
-            "head_dim": 16,
-            "global_head_dim": 16,
-            "max_position_embeddings": 2048,
-            "sliding_window": 64,
-            "layer_types": ["sliding_attention", "full_attention"],  # the last layer must be full
-            "pad_token_id": tokenizer.pad_token_id,
-            "bos_token_id": tokenizer.bos_token_id,
-            "eos_token_id": tokenizer.eos_token_id,
-        },
-        vision_config={"mm_embed_dim": TEXT_HIDDEN, "output_proj_dims": TEXT_HIDDEN, "mm_posemb_size": 64},
-        audio_config={},
-    )
-    return Gemma4UnifiedForConditionalGeneration(config).eval()
 
 
 def _model(class_name: str, config: dict, seed: int):

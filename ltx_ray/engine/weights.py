@@ -10,7 +10,6 @@ name other companion files.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -67,11 +66,11 @@ def find_enhancer(model: ResolvedModel, enhancer: str | None) -> str | None:
                 f"--enhancer {enhancer!r}: {path} holds no processor (processor_config.json); give a local copy of "
                 f"{model.profile.enhancer_repo}, the enhancer profile {model.profile.name} uses"
             )
-        if model.profile.enhancer == "separate" and importlib.util.find_spec("torchvision") is None:
+        if model.profile.enhancer == "separate" and not (path / "config.json").is_file():
             raise ModelNotFound(
-                f"--enhancer {enhancer!r}: {model.profile.enhancer_repo}'s processor (Gemma4Processor) needs torchvision, "
-                f"which ltx-ray does not install; pip install the torchvision release that matches your torch, "
-                f"or drop --enhancer (enhance_prompt rows then fail, naming it)"
+                f"--enhancer {enhancer!r}: {path} holds a processor but no model (config.json); profile "
+                f"{model.profile.name} rewrites prompts with a separate {model.profile.enhancer_repo}: give a local copy "
+                f"of that whole repo"
             )
         return str(path)
     index = _read_json(Path(model.path) / "model_index.json")

@@ -32,7 +32,7 @@ def bare_loop(model, jobs, out: Path) -> dict:
     from diffusers import LTX2Pipeline
     from diffusers.utils.export_utils import encode_video
 
-    from ltx_ray.engine.ltx2 import guidance_kwargs
+    from ltx_ray.engine.stages import guidance_kwargs
 
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

@@ -214,7 +214,8 @@ def test_two_stage_through_ltx_ray_gives_the_frames_of_the_diffusers_two_stage_r
     from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel
     from diffusers.pipelines.ltx2.utils import STAGE_2_DISTILLED_SIGMA_VALUES
 
-    from ltx_ray.engine.ltx2 import LTX2Engine, guidance_kwargs
+    from ltx_ray.engine.ltx2 import LTX2Engine
+    from ltx_ray.engine.stages import guidance_kwargs
     from ltx_ray.engine.stages import NO_GUIDANCE
     from ltx_ray.engine.types import JobInputs
 
@@ -299,7 +300,8 @@ def test_decoder_diffusion_on_25_gives_the_frames_of_diffusers_diffusion_decode_
     from diffusers import LTX2Pipeline, LTX2VideoDiffusionDecoderModel
     from diffusers.pipelines.ltx2 import LTX2VideoDiffusionDecodePipeline
 
-    from ltx_ray.engine.ltx2 import LTX2Engine, guidance_kwargs
+    from ltx_ray.engine.ltx2 import LTX2Engine
+    from ltx_ray.engine.stages import guidance_kwargs
     from ltx_ray.engine.types import JobInputs
 
     model = resolve_model(str(twins["ltx-2.5"]))

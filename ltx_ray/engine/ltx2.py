@@ -33,7 +33,9 @@ from ltx_ray.engine import retake
 from ltx_ray.engine.decode import Decoders
 from ltx_ray.engine.placement import OffloadMode, Placement, plan_placement
 from ltx_ray.engine.prompt import enhance, load_enhancer, pick_length
+from ltx_ray.engine.prompt_cache import PromptCache
 from ltx_ray.engine.segments import extend_clip, generate_long
+from ltx_ray.engine.stages import guidance_kwargs
 from ltx_ray.engine.tracks import encode_track, track_for_mux
 from ltx_ray.engine.types import Clip, JobInputs, latent_index, whole_latent_frames
 from ltx_ray.schema.job import Job
@@ -42,18 +44,6 @@ from ltx_ray.schema.profiles import PROFILES, ModelProfile, precision_problem
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # VAE tiling above 720p: a 1080p or 4K clip decoded in one piece needs tens of GiB.
 VAE_TILING_PIXELS = 1280 * 720
-
-
-def guidance_kwargs(job: Job) -> dict:
-    """The guidance stack of a diffusers LTX2 call, every term explicit (the call's own defaults
-    add STG, modality and audio CFG passes even at ``guidance_scale=1``)."""
-    v, a = job.video_guidance, job.audio_guidance
-    return dict(
-        guidance_scale=v.cfg, stg_scale=v.stg, modality_scale=v.modality, guidance_rescale=v.rescale,
-        audio_guidance_scale=a.cfg, audio_stg_scale=a.stg, audio_modality_scale=a.modality,
-        audio_guidance_rescale=a.rescale, spatio_temporal_guidance_blocks=job.stg_blocks,
-        use_cross_timestep=job.cross_timestep,
-    )
 
 
 def _put(module: torch.nn.Module, device: str, plan: Placement) -> None:
@@ -153,6 +143,7 @@ class LTX2Engine:
         self._dits: dict[str, _Dit] = {}  # other variants' DiTs, loaded on first use
         self.decoders = Decoders(base, root, torch.device(self.placement.execution_device), self.dtype)
         self.loras = LoraCache(base, profile.generation)
+        self.prompt_cache = PromptCache()
         upsampler_dir = Path(upsampler) if upsampler else root / profile.upsampler
         if distilled_lora is None and profile.distilled_lora:
             distilled_lora = str(root / profile.distilled_lora)
@@ -219,16 +210,19 @@ class LTX2Engine:
     def _generate(self, job: Job, inputs: JobInputs, on_step: Callable[[int, int], None] | None = None) -> Clip:
         picked = enhanced = None
         pipe, device = self._pipes["t2v"], self.placement.execution_device
+        misses, encode_s = self.prompt_cache.misses, self.prompt_cache.encode_s
         if job.enhance_prompt:  # first, as in diffusers: the duration head reads the enhanced prompt
             job, enhanced = enhance(pipe, job, inputs, self.profile, device, available=self.enhances)
         if job.auto_seconds is not None:
-            job, picked = pick_length(pipe, job, self.profile, device)
+            job, picked = pick_length(pipe, job, self.profile, device, self.prompt_cache)
         if job.task == "extend":
             clip = extend_clip(self.generate_segment, job, inputs, self.audio_sample_rate)
         elif job.num_frames > job.segment_frames:
             clip = generate_long(self.generate_segment, job, inputs, self.audio_sample_rate)
         else:
             clip = self.generate_segment(job, inputs, on_step)
+        clip.info["prompt_cache"] = "miss" if self.prompt_cache.misses > misses else "hit"
+        clip.info["encode_prompt_s"] = round(self.prompt_cache.encode_s - encode_s, 4)
         if picked is not None:
             clip.info["duration"] = picked
         if enhanced is not None:
@@ -282,16 +276,17 @@ class LTX2Engine:
 
         sigmas = job.stages[0].sigmas
         kwargs = guidance_kwargs(job)
+        # Encoded once per prompt per worker (stages, segments, QC retries and rows share it).
+        negative = job.negative_prompt if job.video_guidance.cfg > 1 or job.audio_guidance.cfg > 1 else None
+        kwargs.update(self.prompt_cache.encode(self._pipes["t2v"], job.prompt, negative, device=self.placement.execution_device,
+                                               max_sequence_length=self.profile.max_sequence_length))
         kwargs.update(
-            prompt=job.prompt,
-            negative_prompt=job.negative_prompt,
             width=job.width,
             height=job.height,
             num_frames=job.num_frames,
             frame_rate=job.fps,
             sigmas=sigmas,
             num_inference_steps=len(sigmas),
-            max_sequence_length=self.profile.max_sequence_length,
             # Seeded on the CPU so a job gives the same noise on any device.
             generator=torch.Generator("cpu").manual_seed(job.seed),
         )

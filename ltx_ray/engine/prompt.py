@@ -49,7 +49,7 @@ def enhance(pipe, job: Job, inputs: JobInputs, profile: ModelProfile, device, *,
     return (job.model_copy(update={"prompt": text}) if text else job), info
 
 
-def pick_length(pipe, job: Job, profile: ModelProfile, device) -> tuple[Job, dict]:
+def pick_length(pipe, job: Job, profile: ModelProfile, device, cache) -> tuple[Job, dict]:
     """``seconds: auto``: the duration head's frame count for the prompt, as the auto-duration
     branch of ``LTX2Pipeline.__call__`` computes it (prompt -> Gemma -> connectors ->
     ``predict_num_frames``), then the job runs with that length."""
@@ -59,10 +59,9 @@ def pick_length(pipe, job: Job, profile: ModelProfile, device) -> tuple[Job, dic
                          f"profile {profile.name} has none; give seconds as a number or num_frames")
     bounds = job.auto_seconds
     with torch.inference_mode():
-        embeds, mask, _, _ = pipe.encode_prompt(
-            prompt=job.prompt, do_classifier_free_guidance=False, max_sequence_length=profile.max_sequence_length,
-            device=device,
-        )
+        # Through the worker's cache: an unguided (distilled) job then runs on the same embeddings.
+        encoded = cache.encode(pipe, job.prompt, None, max_sequence_length=profile.max_sequence_length, device=device)
+        embeds, mask = encoded["prompt_embeds"], encoded["prompt_attention_mask"]
         side = getattr(pipe.tokenizer, "padding_side", "left") if pipe.tokenizer is not None else "left"
         video, audio, _ = pipe.connectors(embeds, mask, padding_side=side)
         predicted = float(head(video[:1], audio[:1])[0])

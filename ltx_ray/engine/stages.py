@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from ltx_ray.engine.tiling import tiled_transformer
+from ltx_ray.schema.job import Job
 
 # Official multi-GPU runners cap one attention pass at 32,768 video tokens.
 MAX_REFINE_TOKENS = 32768
@@ -31,6 +32,18 @@ NO_GUIDANCE = dict(
 )
 # Inputs of the in-context (control) call that the plain refinement call does not take.
 _CONTROL_ONLY = ("reference_conditions", "reference_downscale_factor")
+
+
+def guidance_kwargs(job: Job) -> dict:
+    """The guidance stack of a diffusers LTX2 call, every term explicit (the call's own defaults
+    add STG, modality and audio CFG passes even at ``guidance_scale=1``)."""
+    v, a = job.video_guidance, job.audio_guidance
+    return dict(
+        guidance_scale=v.cfg, stg_scale=v.stg, modality_scale=v.modality, guidance_rescale=v.rescale,
+        audio_guidance_scale=a.cfg, audio_stg_scale=a.stg, audio_modality_scale=a.modality,
+        audio_guidance_rescale=a.rescale, spatio_temporal_guidance_blocks=job.stg_blocks,
+        use_cross_timestep=job.cross_timestep,
+    )
 
 
 class Stages:

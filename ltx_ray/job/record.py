@@ -57,6 +57,10 @@ class Ledger:
         yield
         self.timings[stage] = round(self.timings.get(stage, 0.0) + time.perf_counter() - start, 4)
 
+    def add(self, stage: str, seconds: float) -> None:
+        """Time measured inside another stage (the engine's prompt encoding inside generate)."""
+        self.timings[stage] = round(self.timings.get(stage, 0.0) + seconds, 4)
+
     def qc(self, job: Job, passed: bool) -> dict | None:
         """The row's and sidecar's ``qc`` column; None when the job has no checks."""
         if job.qc is None or not self.attempts:

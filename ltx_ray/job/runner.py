@@ -122,6 +122,7 @@ class JobRunner:
     def _attempt(self, job: Job, inputs: JobInputs, ledger: record.Ledger, on_step) -> Take:
         with self._engine_lock, ledger.timed("generate"):
             clip = self.engine.generate(job, inputs, on_step)
+        ledger.add("encode_prompt", clip.info.pop("encode_prompt_s", 0.0))  # part of generate: 0 on a cache hit
         with tempfile.TemporaryDirectory(prefix="ltx-ray-") as tmp:
             local = Path(tmp) / f"{job.job_id}.mp4"
             with ledger.timed("mux"):

@@ -16,7 +16,7 @@ from ltx_ray.batch.run import RunConfig
 from ltx_ray.cli import build_parser
 from ltx_ray.commands.flags import add_model_flags
 from ltx_ray.commands.run import RUN_FLAGS
-from ltx_ray.commands.serve import SERVE_FLAGS
+from ltx_ray.commands.serve import SPELLED, serve_args_from_cli, serve_flags
 from ltx_ray.schema.columns import columns
 from ltx_ray.schema.manifest import ManifestRow
 from ltx_ray.schema.results import ERROR_STAGES, ResultRow
@@ -107,7 +107,7 @@ def _help(command: str) -> str:
 
 
 @pytest.mark.parametrize("command, model, names", [("run", RunConfig, RUN_FLAGS), ("submit", RunConfig, RUN_FLAGS),
-                                                   ("nightly", RunConfig, RUN_FLAGS), ("serve", ServeArgs, SERVE_FLAGS)])
+                                                   ("nightly", RunConfig, RUN_FLAGS), ("serve", ServeArgs, serve_flags())])
 def test_each_flag_shows_its_fields_description(command, model, names):
     text = _help(command)
     for name in names:
@@ -116,6 +116,23 @@ def test_each_flag_shows_its_fields_description(command, model, names):
         # is the job server's, not the run's.
         if name != "gpus_per_replica" and not (command == "submit" and name == "address"):
             assert "".join(model.model_fields[name].description.split()) in text, name
+
+
+def test_ltx_ray_serve_takes_every_serve_args_field_as_a_flag_and_builds_the_same_args():
+    assert set(serve_flags()) | SPELLED == set(ServeArgs.model_fields)  # every field, none twice
+    text = _help("serve")
+    assert "--api-key" in text and "--api-key-file" in text
+    parser, _ = build_parser()
+    args = parser.parse_args([
+        "serve", "--store", "/srv/store", "--lora-prefixes", "s3://b/loras/", "--lora-prefixes", "/opt/loras",
+        "--max-upload-bytes", "4096", "--stale-after-s", "30", "--allow-remote-urls", "--api-key", "k1", "--dtype", "float32",
+    ])
+    got = serve_args_from_cli(args)
+    assert got.lora_prefixes == ["s3://b/loras/", "/opt/loras"]  # a server started from the CLI takes LoRA requests
+    assert (got.max_upload_bytes, got.stale_after_s, got.allow_remote_urls, got.dtype) == (4096, 30.0, True, "float32")
+    assert [k.get_secret_value() for k in got.api_keys] == ["k1"]
+    defaults = serve_args_from_cli(parser.parse_args(["serve", "--store", "/srv/store"]))
+    assert defaults == ServeArgs(store="/srv/store")  # an untouched flag is the field's default
 
 
 def test_flags_take_the_fields_defaults_choices_and_types():

@@ -28,6 +28,9 @@ def add_model_flags(parser: argparse.ArgumentParser, model: type[BaseModel], nam
             kwargs["default"] = field.get_default(call_default_factory=True)
         if kind is bool and kwargs.get("default") is False:
             kwargs["action"] = "store_true"
+        elif typing.get_origin(kind) is list and typing.get_args(kind) == (str,):
+            kwargs.update(action="append", default=None, metavar=name.upper().removesuffix("ES"))
+            kwargs["help"] += " (repeat the flag for each)"
         elif typing.get_origin(kind) is Literal:
             kwargs["choices"] = list(typing.get_args(kind))
         elif kind in (int, float):
@@ -38,6 +41,10 @@ def add_model_flags(parser: argparse.ArgumentParser, model: type[BaseModel], nam
         parser.add_argument("--" + name.replace("_", "-"), **kwargs)
 
 
-def flag_values(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
-    return {name: getattr(args, name) for name in names}
-
+def flag_values(args: argparse.Namespace, names: list[str], model: type[BaseModel] | None = None) -> dict[str, Any]:
+    """The flags' values by field name; a repeatable (list) flag never given keeps the field's default."""
+    values = {name: getattr(args, name) for name in names}
+    if model is not None:
+        lists = {n for n in names if typing.get_origin(without_none(model.model_fields[n].annotation)) is list}
+        values = {n: v for n, v in values.items() if not (n in lists and v is None)}
+    return values

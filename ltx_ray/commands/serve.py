@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import time
 
-# The ServeArgs fields `ltx-ray serve` takes as flags (the others come from a Serve config).
-SERVE_FLAGS = ["model", "store", "replicas", "gpus_per_replica", "cpus_per_replica", "device", "dtype", "profile",
-               "upsampler", "distilled_lora", "enhancer", "offload", "allow_remote_urls", "max_pending_jobs"]
+# Every ServeArgs field is a flag of the same name (`--max-upload-bytes`), its description the
+# help, so the command line, `serve run` configs and the RayService YAML cannot drift; only the
+# keys are spelled for a command line (one --api-key per key, --api-key-file).
+SPELLED = {"api_keys", "api_keys_file"}
+
+
+def serve_flags() -> list[str]:
+    from ltx_ray.serve.config import ServeArgs
+
+    return [name for name in ServeArgs.model_fields if name not in SPELLED]
 
 
 def add_parser(sub) -> str:
@@ -15,7 +22,7 @@ def add_parser(sub) -> str:
 
     p = sub.add_parser("serve", help="serve the OpenAI-style /v1/videos API on Ray Serve")
     # --gpus-per-replica: unset means 1 on cuda, 0 on cpu, decided once --device is known.
-    add_model_flags(p, ServeArgs, SERVE_FLAGS, gpus_per_replica={"default": None, "help": "GPUs reserved by each "
+    add_model_flags(p, ServeArgs, serve_flags(), gpus_per_replica={"default": None, "help": "GPUs reserved by each "
                                                                   "generator replica; default 1 on cuda, 0 on cpu"})
     # Flags of the command itself, or spelled for a command line (one --api-key per key).
     p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (0.0.0.0 to listen on every interface)")
@@ -30,7 +37,7 @@ def serve_args_from_cli(args):
     from ltx_ray.commands.flags import flag_values
     from ltx_ray.serve.config import ServeArgs
 
-    values = flag_values(args, SERVE_FLAGS)
+    values = flag_values(args, serve_flags(), ServeArgs)
     if values["gpus_per_replica"] is None:
         values["gpus_per_replica"] = 1 if args.device.startswith("cuda") else 0
     return ServeArgs(**values, api_keys=args.api_key, api_keys_file=args.api_key_file)

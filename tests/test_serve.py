@@ -336,6 +336,33 @@ def test_an_upload_over_the_limit_is_refused_before_it_is_parsed(endpoint):
     assert info.value.status_code == 413 and info.value.body["code"] == "request_too_large"
 
 
+def test_every_client_reads_the_413_of_a_60_mb_upload_with_its_error_envelope(endpoint, tmp_path):
+    """The server answers before the body is in: urllib (which sends all of it before reading)
+    and curl (Expect: 100-continue, so it sends none) read the 413 as httpx does."""
+    import subprocess
+    import urllib.error
+    import urllib.request
+
+    body, boundary = b"\0" * (60 * 2**20), "ltxraybound"
+    multipart = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\np\r\n--{boundary}\r\n"
+                 f"Content-Disposition: form-data; name=\"input_reference\"; filename=\"big.png\"\r\n"
+                 f"Content-Type: image/png\r\n\r\n").encode() + body + f"\r\n--{boundary}--\r\n".encode()
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    request = urllib.request.Request(f"{endpoint.base}/videos", data=multipart, headers=headers, method="POST")
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=60)
+    assert info.value.code == 413 and json.loads(info.value.read())["error"]["code"] == "request_too_large"
+    with endpoint.http() as http:
+        resp = http.post("/videos", content=multipart, headers={"Content-Type": headers["Content-Type"]})
+    assert resp.status_code == 413 and resp.json()["error"]["code"] == "request_too_large"
+    (tmp_path / "big.png").write_bytes(body)
+    curl = subprocess.run(
+        ["curl", "-sS", "-H", f"Authorization: Bearer {KEY}", "-F", "prompt=p", "-F", f"input_reference=@{tmp_path / 'big.png'}",
+         "-w", "\n%{http_code}", f"{endpoint.base}/videos"], capture_output=True, text=True, timeout=60)
+    reply, status = curl.stdout.rsplit("\n", 1)
+    assert status == "413" and json.loads(reply)["error"]["code"] == "request_too_large", curl.stderr
+
+
 def test_too_many_frames_times_pixels_is_refused(endpoint):
     with pytest.raises(openai.BadRequestError) as info:
         endpoint.client().videos.create(prompt="p", size="256x160", extra_body={"num_frames": 41})

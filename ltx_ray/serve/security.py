@@ -67,6 +67,21 @@ class BodyTooLarge(Exception):
     pass
 
 
+# How much of an oversized body is read and dropped so that the client reads the 413.
+DRAIN_BYTES = 256 * 2**20
+
+
+async def _drain(receive, limit: int) -> None:
+    seen = 0
+    while seen <= limit:
+        message = await receive()
+        if message["type"] != "http.request":
+            return  # the client went away
+        seen += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
+
+
 class BodyLimitMiddleware:
     """Refuse request bodies over ``max_bytes`` with a 413 error envelope."""
 
@@ -77,8 +92,15 @@ class BodyLimitMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        length = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            # A client that asked "Expect: 100-continue" is told now and never sends the body.
+            # Any other client is still sending: answering and closing now resets its
+            # connection before it reads the 413 (Python's urllib), so the body is read and
+            # dropped first, up to DRAIN_BYTES.
+            if headers.get(b"expect", b"").lower() != b"100-continue":
+                await _drain(receive, DRAIN_BYTES)
             return await self._refuse(send)
         seen = 0
 

@@ -28,3 +28,52 @@ class CrashOnceEngine:
             Path(marker).write_text(str(os.getpid()))
             os._exit(1)  # the worker dies mid-job, as on an OOM kill or a lost node
         return self.inner.generate(job, inputs, on_step)
+
+
+class OutOfMemoryError(RuntimeError):
+    """Named as torch.cuda.OutOfMemoryError is, which is how ltx-ray recognises one."""
+
+
+class FaultyDeviceEngine:
+    """A named stand-in for LTX2Engine (no model, no torch) for failure-handling tests: a small
+    clip of noise with a tone, or the fault a job's metadata names:
+    ``device_lost_once`` / ``oom_once`` (the first time, recorded in ``marker``) and
+    ``device_lost_always``, raised as torch raises them."""
+
+    placement = None
+    audio_sample_rate = 24000
+
+    def __init__(self, model, device: str, dtype: str):
+        self.freed = 0
+
+    def free(self) -> None:
+        self.freed += 1
+
+    def generate(self, job, inputs, on_step=None):
+        import numpy as np
+
+        from ltx_ray.engine.types import Clip
+
+        fault, marker = job.metadata.get("fault"), job.metadata.get("marker")
+        first = marker is not None and not Path(marker).exists()
+        if first:
+            Path(marker).write_text(str(os.getpid()))
+        if fault == "device_lost_always" or (fault == "device_lost_once" and first):
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        if fault == "oom_once" and first:
+            raise OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (stand-in)")
+        rng = np.random.default_rng(job.seed)
+        frames = rng.integers(0, 255, (job.num_frames, job.height, job.width, 3), dtype=np.uint8)
+        t = np.arange(round(job.duration_s * self.audio_sample_rate)) / self.audio_sample_rate
+        audio = np.stack([0.3 * np.sin(2 * np.pi * 440 * t)] * 2).astype(np.float32)
+        return Clip(frames=frames, fps=job.fps, audio=audio, sample_rate=self.audio_sample_rate,
+                    info={"replica_pid": os.getpid(), "freed": self.freed})
+
+
+class UnloadableEngine:
+    """A named stand-in whose weights never load, on any replica (a corrupt checkpoint, say)."""
+
+    def __init__(self, model, device: str, dtype: str):
+        from ltx_ray.errors import ModelNotFound
+
+        raise ModelNotFound(f"{model.path}: transformer/diffusion_pytorch_model.safetensors is truncated (stand-in)")

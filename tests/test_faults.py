@@ -95,3 +95,55 @@ def test_a_node_removed_mid_run_loses_no_row(tmp_path):
     assert removed, "the node was not removed"
     assert (summary["succeeded"], summary["failed"]) == (6, 0)
     assert_outputs_agree_with_results(out, [f"n{i}" for i in range(6)])
+
+
+def fault_run(tmp_path, rows, **config):
+    write_manifest(rows, str(tmp_path / "m.parquet"))
+    summary = run(RunConfig(manifests=[str(tmp_path / "m.parquet")], out=str(tmp_path / "out"),
+                            engine="tests.faults:FaultyDeviceEngine", **config), log=lambda *_: None)
+    return summary, {r["job_id"]: r for r in pq.read_table(tmp_path / "out" / "results").to_pylist()}
+
+
+def test_a_replica_that_loses_its_gpu_ends_and_its_job_succeeds_on_a_new_one_with_no_row_failed(ray_local, tmp_path):
+    """A CUDA error poisons the process: the replica ends without a row, Ray Data starts a new
+    one and hands it the job; an out-of-memory is freed and retried on the same replica."""
+    tiny = {"width": 64, "height": 64, "num_frames": 9}
+    rows = [{"job_id": f"j{i}", "prompt": f"clip {i}", **tiny} for i in range(4)]
+    rows[1]["metadata"] = json.dumps({"fault": "device_lost_once", "marker": str(tmp_path / "lost")})
+    rows[2]["metadata"] = json.dumps({"fault": "oom_once", "marker": str(tmp_path / "oom")})
+    rows.append({"job_id": "poison", "prompt": "p", **tiny, "metadata": json.dumps({"fault": "device_lost_always"})})
+    summary, results = fault_run(tmp_path, rows)
+    assert (tmp_path / "lost").exists() and (tmp_path / "oom").exists(), "the faults were not injected"
+    assert {j: r["status"] for j, r in results.items()} == {"j0": "succeeded", "j1": "succeeded", "j2": "succeeded",
+                                                            "j3": "succeeded", "poison": "failed"}
+    assert (summary.succeeded, summary.failed) == (4, 1)
+    assert [results[j]["dispatch_attempts"] for j in ("j0", "j1", "j2", "j3")] == [1, 2, 1, 1]
+    sidecars = {j: json.loads((tmp_path / "out" / f"{j}.json").read_text()) for j in ("j1", "j2")}
+    assert sidecars["j1"]["generation"]["replica_pid"] != int((tmp_path / "lost").read_text())  # another process
+    assert sidecars["j2"]["generation"]["freed"] >= 1  # freed, then generated on the same replica
+    # A job that breaks every replica it is handed fails as a row after three, naming the fault.
+    poison = results["poison"]
+    assert poison["dispatch_attempts"] == 4 and poison["error_stage"] == "generate"
+    assert "3 replicas failed while generating this job (last: RuntimeError: CUDA error" in poison["error"]
+    assert_outputs_agree_with_results_for(tmp_path / "out", ["j0", "j1", "j2", "j3"])
+
+
+def assert_outputs_agree_with_results_for(out, job_ids):
+    import hashlib
+
+    rows = {r["job_id"]: r for r in pq.read_table(out / "results").to_pylist()}
+    for job_id in job_ids:
+        assert hashlib.sha256((out / f"{job_id}.mp4").read_bytes()).hexdigest() == rows[job_id]["sha256"]
+    assert [p for p in out.rglob("*") if ".partial" in p.name] == []
+
+
+def test_weights_no_replica_can_load_stop_the_run_as_fatal_with_no_failed_row_per_job(ray_local, tmp_path):
+    from ltx_ray.errors import ReplicaStartFailed, RunFatal
+
+    write_manifest([{"job_id": f"j{i}", "prompt": "p", "width": 64, "height": 64, "num_frames": 9} for i in range(3)],
+                   str(tmp_path / "m.parquet"))
+    config = RunConfig(manifests=[str(tmp_path / "m.parquet")], out=str(tmp_path / "out"), engine="tests.faults:UnloadableEngine")
+    with pytest.raises(ReplicaStartFailed, match="no replica could start .*ModelNotFound: .*is truncated") as info:
+        run(config, log=lambda *_: None)
+    assert isinstance(info.value, RunFatal)  # what the CLI prints in one line and exits 2 for
+    assert not (tmp_path / "out" / "results").exists()  # nothing was tried, so no row says it failed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import sys
 import time
@@ -14,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from ltx_ray.batch.progress import Progress
 from ltx_ray.engine.weights import check_companions, resolve_model
-from ltx_ray.errors import PrecisionError
+from ltx_ray.errors import PrecisionError, ReplicaStartFailed
 from ltx_ray.job.record import new_run_id, now
 from ltx_ray.products.report import write_report
 from ltx_ray.schema.profiles import default_dtype, precision_problem
@@ -133,6 +134,8 @@ def run(config: RunConfig, log=print) -> RunSummary:
         log(f"generating on {config.replicas} replica(s), {in_flight} job(s) in flight on each")
         seen: set[str] = set()
         for row in _generate_on_ray(config, run_id, jobs_uri, fs, len(pending), in_flight):
+            if row["job_id"] in seen:  # a block Ray Data ran again after losing a replica: counted once
+                continue
             row["timings"] = json.loads(row["timings"]) if row["timings"] else {}
             seen.add(row["job_id"])
             progress.job_done(row)
@@ -262,7 +265,19 @@ def _generate_on_ray(config: RunConfig, run_id: str, jobs_uri: str, filesystem, 
             replicas=config.replicas, gpus_per_replica=config.gpus_per_replica, cpus_per_replica=config.cpus_per_replica,
             resources_per_replica=config.resources_per_replica, tasks_in_flight=in_flight,
         )
-        yield from ds.iter_rows()
+        try:
+            yield from ds.iter_rows()
+        except ray.exceptions.RayActorError as exc:
+            if "creation task" not in str(exc):
+                raise
+            # No replica could start (Ray Data gave up after max_consecutive_actor_init_deaths):
+            # the weights or their placement fail on every node. Fatal for the run, and no
+            # failed row per job: nothing was tried. Jobs finished before stay committed.
+            cause = str(exc).strip().splitlines()[-1]  # the constructor's exception, "module.Type: message"
+            named = re.match(r"^([\w.]+): (.*)$", cause)
+            if named:
+                cause = f"{named[1].rsplit('.', 1)[-1]}: {named[2]}"
+            raise ReplicaStartFailed(f"no replica could start (Ray gave up after its retries): {cause}") from None
     finally:
         if owns_ray:
             ray.shutdown()

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ltx_ray.errors import ReplicaFatal
 from ltx_ray.schema.job import Job
 
 if TYPE_CHECKING:
@@ -28,6 +29,9 @@ class GenerationStage:
         import ray
 
         from ltx_ray.job.build import RunnerSpec, build_runner
+        from ltx_ray.job.runner import end_replica
+
+        self._end_replica = end_replica
 
         self.runner = build_runner(RunnerSpec.model_validate(config), node_id=ray.get_runtime_context().get_node_id())
 
@@ -35,7 +39,10 @@ class GenerationStage:
         out: dict[str, list] = {c: [] for c in RESULT_COLUMNS}
         for job_json in batch["job"]:
             job = Job.model_validate_json(job_json)
-            row = self.runner.run(job)
+            try:
+                row = self.runner.run(job)
+            except ReplicaFatal as exc:  # this replica is broken: a new one retries the job
+                self._end_replica(exc)
             out["job_id"].append(row.job_id)
             out["status"].append(row.status)
             out["error"].append(row.error)

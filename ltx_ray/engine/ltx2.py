@@ -258,7 +258,7 @@ class LTX2Engine:
         if span:
             frames, audio = retake.compose(span, job, inputs, frames, audio, pipe, self.audio_sample_rate)
             info["retake"] = span.record(job)
-        self._free()
+        self.free()
         info.update(vae_tiling=tiling, decoder=job.decoder, loras=[{"uri": uri, "scale": scale} for uri, scale in adapters])
         return Clip(
             frames=frames,
@@ -381,7 +381,7 @@ class LTX2Engine:
             if on:
                 vae.disable_tiling()
 
-    def _free(self) -> None:
+    def free(self) -> None:
         """Per-job tensors go now, not at the next job: long runs die of memory kept between jobs."""
         gc.collect()
         if self.device.type == "cuda":

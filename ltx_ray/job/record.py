@@ -7,6 +7,7 @@ is written last, so it is the job's commit marker.
 
 from __future__ import annotations
 
+import json
 import platform
 import time
 import uuid
@@ -39,6 +40,33 @@ def new_run_id(prefix: str = "") -> str:
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# Replicas a job may be handed to before it fails as a row: one lost GPU is the replica's
+# fault, the same job breaking three of them is the job's (too large for the card, say).
+MAX_DISPATCH_ATTEMPTS = 3
+
+
+class Dispatches:
+    """How often this run handed each job to a replica, and what broke the last one:
+    ``{out}/_runs/{run_id}/dispatch/{job_id}.json``, so the count survives the replica."""
+
+    def __init__(self, store, run_id: str):
+        self.store = store
+        self.prefix = f"_runs/{run_id}/dispatch"
+
+    def begin(self, job_id: str) -> tuple[int, str | None]:
+        """This dispatch's number (1 the first time) and the fault that ended the previous one."""
+        name = f"{self.prefix}/{job_id}.json"
+        before = json.loads(self.store.get(name)) if self.store.exists(name) else {"attempt": 0, "fault": None}
+        attempt = before["attempt"] + 1
+        self.store.put(name, json.dumps({"attempt": attempt, "fault": before["fault"]}).encode())
+        return attempt, before["fault"]
+
+    def fault(self, job_id: str, fault: str) -> None:
+        name = f"{self.prefix}/{job_id}.json"
+        state = json.loads(self.store.get(name))
+        self.store.put(name, json.dumps({**state, "fault": fault[:2000]}).encode())
 
 
 @dataclass

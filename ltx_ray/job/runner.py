@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ltx_ray.engine.types import Engine, JobInputs
-from ltx_ray.errors import RowError
+from ltx_ray.errors import DeviceLost, ReplicaFatal, RowError, out_of_memory, replica_fatal
 from ltx_ray.job import record
 from ltx_ray.job.inputs import fetch_inputs, resolve_from_inputs
 from ltx_ray.job.qc import QCReport, check_video
@@ -83,12 +83,23 @@ class JobRunner:
         # (RunConfig.tasks_in_flight_per_replica=2) the next job fetches its inputs and
         # then waits here while this one muxes and uploads, so the GPU never waits on them.
         self._engine_lock = threading.Lock()
+        self.dispatches = record.Dispatches(store, run_id)
 
     def run(self, job: Job, on_step: Callable[[int, int], None] | None = None) -> ResultRow:
-        """Generate one job and commit its outputs; never raises for a row-level failure."""
+        """Generate one job and commit its outputs; never raises for a row-level failure.
+
+        Raises ``ReplicaFatal`` (writing no row) when the replica, not the job, is broken: its
+        GPU is lost, or out of memory even after freeing it. The caller ends the replica and
+        the job goes to another one; after ``MAX_DISPATCH_ATTEMPTS`` it fails as a row.
+        """
         ledger = record.Ledger()
         base = self._row_base(job)
+        base["dispatch_attempts"], last_fault = self.dispatches.begin(job.job_id)
         try:
+            if base["dispatch_attempts"] > record.MAX_DISPATCH_ATTEMPTS:
+                ledger.stage = "generate"
+                raise RowError(f"{base['dispatch_attempts'] - 1} replicas failed while generating this job (last: "
+                               f"{last_fault}); not handed to another: check its size against the GPUs, or rerun")
             # 1. Fetch the inputs; an a2v job without a length takes the given audio's, a retake its source's size.
             with ledger.timed("fetch_inputs"):
                 inputs = fetch_inputs(job)
@@ -105,6 +116,9 @@ class JobRunner:
                 sidecar_uri = self.store.put(f"{job.job_id}.json", json.dumps(sidecar, indent=2).encode())
             row = record.finished_row(base, take, uris, sidecar_uri, ledger, qc)
         except Exception as exc:  # noqa: BLE001 - a row error becomes data; the run goes on
+            if replica_fatal(exc):
+                self.dispatches.fault(job.job_id, f"{type(exc).__name__}: {exc}")
+                raise ReplicaFatal(f"job {job.job_id!r}, {ledger.stage}: {type(exc).__name__}: {exc}") from exc
             message = str(exc) if isinstance(exc, RowError) else f"{type(exc).__name__}: {exc}"
             row = record.failed_row(base, message, job, ledger)
         # 5. Commit the results row, last: the job's commit marker.
@@ -121,7 +135,7 @@ class JobRunner:
 
     def _attempt(self, job: Job, inputs: JobInputs, ledger: record.Ledger, on_step) -> Take:
         with self._engine_lock, ledger.timed("generate"):
-            clip = self.engine.generate(job, inputs, on_step)
+            clip = self._generate(job, inputs, on_step)
         ledger.add("encode_prompt", clip.info.pop("encode_prompt_s", 0.0))  # part of generate: 0 on a cache hit
         with tempfile.TemporaryDirectory(prefix="ltx-ray-") as tmp:
             local = Path(tmp) / f"{job.job_id}.mp4"
@@ -136,6 +150,24 @@ class JobRunner:
                     take.report = check_video(local, job.qc, qc_references(job, inputs), expect_audio=job.audio)
                 ledger.attempts.append({"attempt": len(ledger.attempts) + 1, "seed": job.seed, **take.report.to_json_dict()})
         return take
+
+    def _generate(self, job: Job, inputs: JobInputs, on_step):
+        """The engine's clip; out of GPU memory, it frees what it holds and tries once more, and
+        out of memory again is the replica's fault (a fresh process starts with clean memory)."""
+        try:
+            return self.engine.generate(job, inputs, on_step)
+        except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled here
+            if not out_of_memory(exc):
+                raise
+        free = getattr(self.engine, "free", None)
+        if free is not None:
+            free()
+        try:
+            return self.engine.generate(job, inputs, on_step)
+        except Exception as exc:  # noqa: BLE001
+            if out_of_memory(exc):
+                raise DeviceLost(f"out of GPU memory again after freeing it: {exc}") from exc
+            raise
 
     def _upload(self, take: Take) -> dict[str, str]:
         name = ("" if take.accepted else "rejected/") + take.job.job_id
@@ -161,6 +193,16 @@ class JobRunner:
             "ltx_ray_model": self.model.model_id,
             "ltx_ray_job_id": job.job_id,
         }
+
+
+def end_replica(exc: ReplicaFatal) -> None:
+    """End this replica's process: Ray starts a new one (Ray Data's actor pool, a Serve
+    deployment) and hands the job it held to a healthy replica. A process whose CUDA context
+    failed cannot be repaired from inside, and raising would fail the run or the request."""
+    import sys
+
+    print(f"ltx-ray: replica ends: {exc}", file=sys.stderr, flush=True)
+    os._exit(70)  # EX_SOFTWARE
 
 
 def attempt_seeds(job: Job) -> list[int]:

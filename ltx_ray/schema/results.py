@@ -58,6 +58,9 @@ class ResultRow(BaseModel):
         default=None, description="Quality checks: {passed, config, attempts: [{attempt, seed, pass, checks}]}; null when off"
     )
     attempts: int | None = Field(default=None, description="Videos generated for this job (more than 1 when QC retried)")
+    dispatch_attempts: int | None = Field(
+        default=None, description="Replicas the job was handed to (more than 1 when a replica died or lost its GPU "
+        "while generating it; failed after 3)")
     job_hash: str | None = Field(default=None, description="sha256 of `recipe`: a rerun skips the job while it is unchanged")
     recipe: str | None = Field(
         default=None, description="JSON of what the job_hash is taken over (the resolved job without its defaults, "

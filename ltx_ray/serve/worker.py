@@ -11,7 +11,8 @@ import time
 
 from pydantic import ValidationError
 
-from ltx_ray.job.runner import JobRunner
+from ltx_ray.errors import ReplicaFatal
+from ltx_ray.job.runner import JobRunner, end_replica
 from ltx_ray.schema.manifest import ManifestRow
 from ltx_ray.schema.profiles import ModelProfile
 from ltx_ray.serve.jobs import JobAbandoned, JobStore
@@ -63,7 +64,10 @@ class VideoWorker:
             elif self.jobs.is_deleted(video_id):
                 raise JobAbandoned(f"video {video_id} was deleted")
 
-        result = self.runner.run(job, on_step)
+        try:
+            result = self.runner.run(job, on_step)
+        except ReplicaFatal as exc:  # the GPU is lost: Serve replaces this replica, the ingress re-queues the job
+            end_replica(exc)
         if self.jobs.is_deleted(video_id):
             self.jobs.purge(video_id)
             return "abandoned"

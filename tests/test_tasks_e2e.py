@@ -170,6 +170,7 @@ def test_pro_preset_runs_two_stages_and_audio_false_writes_a_video_only_mp4(task
     assert gen["distilled_lora"] == "distilled.safetensors" and gen["stages"][1]["lora"] == "distilled.safetensors"
     assert gen["stages"][1]["sigmas"] == [0.909375, 0.725, 0.421875]  # the official stage-2 schedule, unshifted
     assert gen["stages"][1]["transformer_passes_per_step"] == 1
+    assert sidecar(out, "pro")["model"]["attention"] == "native"  # the kernel --attention picked
     job = sidecar(out, "pro")["job"]
     assert (job["width"], job["height"], job["fps"], job["two_stage"]) == (256, 192, 24.0, True)
     assert probe(out / "pro.mp4").width == 256

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from ltx_ray.batch.progress import Progress
 from ltx_ray.engine.weights import check_companions, resolve_model
-from ltx_ray.errors import PrecisionError, ReplicaStartFailed
+from ltx_ray.errors import PrecisionError, ReplicaStartFailed, RunFatal
 from ltx_ray.job.record import new_run_id, now
 from ltx_ray.products.report import write_report
 from ltx_ray.schema.profiles import default_dtype, precision_problem
@@ -47,6 +47,7 @@ class RunConfig(BaseModel):
     replicas: int = Field(default=1, ge=1, description="generation actors, started all at once")
     gpus_per_replica: float = Field(default=0, ge=0, description="GPUs each replica owns (its components are placed over them)")
     cpus_per_replica: float = Field(default=1, gt=0, description="CPUs each replica reserves in Ray's scheduler")
+    attention: Literal["native", "flash", "sage"] = Field(default="native", description="Attention kernel of the transformer (diffusers' attention dispatcher): native (torch SDPA), flash (the flash-attn package) or sage (sageattention); a kernel that is not installed, or not on a CPU, is a fatal error naming the package")
     offload: Literal["auto", "none", "model", "group"] = Field(
         default="auto", description="none: the model must fit the replica's GPUs; model / group: CPU offloading for "
         "small cards; auto: as needed"
@@ -102,6 +103,7 @@ def run(config: RunConfig, log=print) -> RunSummary:
     model = resolve_model(config.model, config.profile, upsampler=config.upsampler, distilled_lora=config.distilled_lora,
                           enhancer=config.enhancer)
     config = config.model_copy(update={"dtype": config.dtype or default_dtype(config.device)})
+    check_attention(config.attention, config.device)
     if problem := precision_problem(config.dtype, model.profile):
         raise PrecisionError(problem)
     if config.model == "tiny":
@@ -170,6 +172,24 @@ def run(config: RunConfig, log=print) -> RunSummary:
         f"{summary.gpu_seconds:.1f} GPU-s, stage seconds {summary.stage_seconds}; results in {store.uri('results')}; "
         f"report: {summary.report_uri}")
     return summary
+
+
+# --attention's kernels and the package each needs.
+ATTENTION_PACKAGES = {"flash": "flash_attn", "sage": "sageattention"}
+
+
+def check_attention(attention: str, device: str) -> None:
+    """Before any replica starts: a kernel the machine lacks is fatal, not a traceback in every replica."""
+    import importlib.util
+
+    package = ATTENTION_PACKAGES.get(attention)
+    if package is None:
+        return
+    if not device.startswith("cuda"):
+        raise RunFatal(f"--attention {attention}: its kernels run on CUDA GPUs and --device is {device}; use --attention native")
+    if importlib.util.find_spec(package) is None:
+        raise RunFatal(f"--attention {attention} needs the {package.replace('_', '-')} package, which is not installed: "
+                       f"pip install {package.replace('_', '-')} (built for your torch and CUDA), or use --attention native")
 
 
 def cpu_threads(replicas: int) -> int:
@@ -255,7 +275,7 @@ def _generate_on_ray(config: RunConfig, run_id: str, jobs_uri: str, filesystem, 
             model=config.model, out=config.out, device=config.device, dtype=config.dtype, run_id=run_id, profile=config.profile,
             upsampler=config.upsampler, distilled_lora=config.distilled_lora, enhancer=config.enhancer,
             engine=config.engine, runner=config.runner,
-            offload=config.offload,
+            offload=config.offload, attention=config.attention,
             # On CPU a replica's torch may use its share of the node's cores, not just the
             # one CPU it reserves for Ray's scheduler (OMP_NUM_THREADS, when set, is the cap).
             torch_threads=cpu_threads(config.replicas) if config.device == "cpu" else None,

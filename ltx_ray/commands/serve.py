@@ -51,7 +51,10 @@ def main(args) -> int:
     from ltx_ray.serve.app import build_app
     from ltx_ray.serve.security import ApiKeys
 
+    from ltx_ray.batch.run import check_attention
+
     serve_args = serve_args_from_cli(args)
+    check_attention(serve_args.attention, serve_args.device)  # before any replica starts
     try:
         keys = ApiKeys.load([k.get_secret_value() for k in serve_args.api_keys], serve_args.api_keys_file,
                             serve_args.api_keys_env)

@@ -81,6 +81,7 @@ class LTX2Engine:
         upsampler: str | None = None,
         distilled_lora: str | None = None,
         enhancer: str | None = None,
+        attention: str = "native",
     ):
         """``upsampler`` / ``distilled_lora``: two-stage's companions (``ResolvedModel`` carries
         them, ``--upsampler`` / ``--distilled-lora`` included); default the profile's, in ``model_dir``.
@@ -126,6 +127,9 @@ class LTX2Engine:
             profile.enhancer == "text_encoder" or getattr(base, "prompt_enhancer", None) is not None
         )
         self.placement = self._place(base, offload)
+        self.attention = attention  # diffusers' dispatcher: flash / sage kernels (batch.run.check_attention)
+        if attention != "native":
+            base.transformer.set_attention_backend(attention)
         # from_pipe without a dtype casts the shared modules to float32 (diffusers#12754).
         self._pipes = {
             "t2v": base,
@@ -191,6 +195,8 @@ class LTX2Engine:
                                                                  dtype=self.dtype)
             lora = self.root / profile.distilled_lora if profile.distilled_lora else None
             _put(module.eval(), self.placement.devices["transformer"], self.placement)  # where the first one is
+            if self.attention != "native":
+                module.set_attention_backend(self.attention)
             dit = self._dits[profile.name] = _Dit(
                 module, LoraCache(self._pipes["t2v"], profile.generation), str(lora) if lora and lora.is_file() else None,
             )

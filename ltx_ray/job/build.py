@@ -24,6 +24,7 @@ class RunnerSpec(BaseModel):
     run_id: str
     torch_threads: int | None = None
     offload: OffloadMode = "auto"
+    attention: str = "native"  # diffusers' attention backend of the transformer (RunConfig.attention)
     # "ltx2", or "module:callable" building another engine with the same generate()
     # interface (called with model=ResolvedModel, device=str, dtype=str): the fault tests'
     # and benchmarks' stand-ins.
@@ -53,6 +54,7 @@ def build_runner(spec: RunnerSpec, node_id: str | None = None):
         from ltx_ray.engine.ltx2 import LTX2Engine
 
         engine = LTX2Engine(model.path, device=spec.device, dtype=spec.dtype, profile=model.profile, offload=spec.offload,
+                            attention=spec.attention,
                             upsampler=model.upsampler, distilled_lora=model.distilled_lora,
                             enhancer=model.enhancer)
     else:

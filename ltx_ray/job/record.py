@@ -102,7 +102,8 @@ def sidecar(job: Job, take: Any, uris: dict[str, str], runner: Any, ledger: Ledg
         "job": take.job.model_dump(mode="json"),
         # component_dtypes: read off the loaded modules, not the flag asked for.
         "model": {**runner.model.model_dump(mode="json"),
-                  "component_dtypes": getattr(runner.engine, "component_dtypes", None)},
+                  "component_dtypes": getattr(runner.engine, "component_dtypes", None),
+                  "attention": getattr(runner.engine, "attention", None)},
         "dtype": runner.dtype,
         "device": runner.device,
         "placement": runner.engine.placement.model_dump() if runner.engine.placement is not None else None,

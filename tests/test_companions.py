@@ -177,7 +177,7 @@ def test_a_replica_without_the_stage_2_lora_fails_a_two_stage_job_before_stage_1
     """Serve has no driver-side check: a request reaches the replica, which must not refine without it."""
     from ltx_ray.engine.stages import Stages
 
-    stages = Stages(None, upsampler_dir=None, distilled_lora=None, loras=None, dtype=None, device=None, max_refine_tokens=1)
+    stages = Stages(None, upsampler_dir=None, distilled_lora=None, loras=None, dtype=None, placement=None, max_refine_tokens=1)
     job = ManifestRow(job_id="p", prompt="p", two_stage=True, width=128, height=128, num_frames=9).resolve(PROFILES["ltx-2.0-dev"])
     with pytest.raises(RuntimeError, match=f"stage-2 LoRA {LORA_20}, which this model lacks"):
         stages.run(None, job, {}, [])  # no pipeline: nothing may run first

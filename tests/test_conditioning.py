@@ -160,26 +160,34 @@ def control_video(n: int = 17, size: int = 64) -> list:
     return [Image.new("RGB", (size, size), (10 * i, 100, 250 - 10 * i)) for i in range(n)]
 
 
-def test_control_runs_the_distilled_ic_lora_recipe_with_the_stage_2_lora_in_stage_1_on_a_dev_model(engine, tiny_model):
+@pytest.fixture(scope="module")
+def control_engine(tiny_model):
+    """An engine of its own: these tests load IC-LoRAs, which the session's shared engine must not cache."""
+    from ltx_ray.engine.ltx2 import LTX2Engine
+
+    return LTX2Engine(tiny_model.path, device="cpu", dtype="float32", profile=tiny_model.profile)
+
+
+def test_control_runs_the_distilled_ic_lora_recipe_with_the_stage_2_lora_in_stage_1_on_a_dev_model(control_engine, tiny_model):
     """ic_lora.py: 8 distilled sigmas, one unguided pass a step, on a distilled transformer: the tiny
     (dev) model's stage-2 LoRA makes it one, as it does in stage 2."""
     ic = str(Path(tiny_model.path) / "loras" / "ic-depth.safetensors")
     job = ManifestRow(job_id="c", prompt="a lamp", control="depth", control_uri="d.mp4", ic_lora=ic, width=64,
-                      height=64, num_frames=17, seed=3).resolve(engine.profile)
+                      height=64, num_frames=17, seed=3).resolve(control_engine.profile)
     calls = []
-    handle = engine._pipes["t2v"].transformer.register_forward_pre_hook(
+    handle = control_engine._pipes["t2v"].transformer.register_forward_pre_hook(
         lambda _m, _a, kw: calls.append(kw["timestep"].shape[0]), with_kwargs=True)
     try:
-        clip = engine.generate(job, JobInputs(control=control_video()))
+        clip = control_engine.generate(job, JobInputs(control=control_video()))
     finally:
         handle.remove()
     assert calls == [1] * 8  # eight steps, one unguided pass (batch 1) each
-    assert [lora["uri"] for lora in clip.info["loras"]] == [ic, engine.stages.distilled_lora]
+    assert [lora["uri"] for lora in clip.info["loras"]] == [ic, control_engine.stages.distilled_lora]
     assert clip.info["stages"][0]["sigmas"] == [1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875]
 
 
 def test_an_ic_lora_trained_at_a_lower_frame_rate_sees_its_control_video_subsampled_and_spread_over_the_clip(
-        engine, tiny_model, tmp_path):
+        control_engine, tiny_model, tmp_path):
     """reference_temporal_scale_factor 2 (iclora_utils.temporal_subsample + VideoConditionByReferenceLatent):
     frames 0, 1, 3, ..., 15 of the 17 are encoded (2 latent frames) and placed 2 frames apart, shifted
     so the last ends with the target's last: latent 0 at [0, 1) / fps, latent 1 at [1, 17) / fps."""
@@ -192,15 +200,15 @@ def test_an_ic_lora_trained_at_a_lower_frame_rate_sees_its_control_video_subsamp
     ic = tmp_path / "ic-depth-half-rate.safetensors"
     save_file(tensors, str(ic), metadata={**metadata, "reference_temporal_scale_factor": "2"})
     job = ManifestRow(job_id="c", prompt="a lamp", control="depth", control_uri="d.mp4", ic_lora=str(ic), width=64,
-                      height=64, num_frames=17, seed=3).resolve(engine.profile)
-    kwargs = first_transformer_call(engine, job, JobInputs(control=control_video()))
+                      height=64, num_frames=17, seed=3).resolve(control_engine.profile)
+    kwargs = first_transformer_call(control_engine, job, JobInputs(control=control_video()))
     per_frame, target = 2 * 2, 3 * 2 * 2  # tokens per latent frame at 64x64; 17 frames are 3 latent frames
     coords = kwargs["video_coords"][0, 0]  # [tokens, (start, end)] in seconds
     assert coords.shape[0] == target + 2 * per_frame  # the reference is 2 latent frames, not 3
     reference = coords[target:] * job.fps
     expected = torch.tensor([[0.0, 1.0]] * per_frame + [[1.0, 17.0]] * per_frame)
     assert torch.allclose(reference, expected, atol=1e-3), reference
-    plain = first_transformer_call(engine, job.model_copy(update={"ic_lora": str(source)}), JobInputs(control=control_video()))
+    plain = first_transformer_call(control_engine, job.model_copy(update={"ic_lora": str(source)}), JobInputs(control=control_video()))
     assert torch.allclose(plain["video_coords"][0, 0, target:] * job.fps,
                           torch.tensor([[0.0, 1.0]] * per_frame + [[1.0, 9.0]] * per_frame + [[9.0, 17.0]] * per_frame),
                           atol=1e-3)  # without the metadata: every frame, at its own time

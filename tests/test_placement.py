@@ -61,3 +61,46 @@ def test_the_tiny_model_fits_a_cpu_device(tiny_model):
     }
     plan = plan_placement(sizes, {"cpu": 8 * GiB})
     assert plan.offload == "none" and set(plan.devices) == set(sizes)
+
+
+def test_a_components_own_methods_get_their_inputs_on_its_card_or_on_the_execution_device_when_offloaded():
+    """vae.encode, the upsampler and the audio VAE are called outside ``forward``, so accelerate's
+    hook does not move their inputs: ltx-ray sends them to the component's own card (two H100s:
+    the VAE beside the text encoder, the transformer alone), or where offloading brings weights."""
+    spread = plan_placement(LTX2_BF16, {"cuda:0": 80 * GiB, "cuda:1": 80 * GiB}, offload="none")
+    assert spread.devices["transformer"] != spread.devices["vae"]  # the layout that crashed two-stage jobs
+    assert spread.input_device("vae") == spread.devices["vae"] != spread.execution_device
+    assert spread.input_device("audio_vae") == spread.devices["audio_vae"]
+    offloaded = plan_placement(LTX2_BF16, {"cuda:0": 24 * GiB}, offload="model")
+    assert offloaded.input_device("vae") == offloaded.execution_device == "cuda:0"
+
+
+@pytest.mark.e2e
+def test_the_engine_asks_the_vae_and_audio_vae_cards_for_their_inputs(tiny_model, tmp_path):
+    """A recording placement on the tiny engine: two-stage i2v (image encode, upsampler) and a2v
+    (the track's encode) ask for the component whose method they call, never the loop's device."""
+    import numpy as np
+    from PIL import Image
+
+    from ltx_ray.engine.ltx2 import LTX2Engine
+    from ltx_ray.engine.placement import Placement
+    from ltx_ray.engine.types import JobInputs
+    from ltx_ray.schema.manifest import ManifestRow
+
+    class Recording(Placement):
+        def input_device(self, component: str) -> str:
+            asked.append(component)
+            return super().input_device(component)
+
+    asked: list[str] = []
+    engine = LTX2Engine(tiny_model.path, device="cpu", dtype="float32", profile=tiny_model.profile)
+    engine.placement = engine.stages.placement = Recording(**engine.placement.model_dump())
+    small = {"width": 128, "height": 64, "num_frames": 9, "seed": 1}
+    engine.generate(ManifestRow(job_id="i", prompt="p", image_uri="a.png", two_stage=True, **small).resolve(tiny_model.profile),
+                    JobInputs(image=Image.new("RGB", (128, 64), (200, 30, 40))))
+    assert asked.count("vae") >= 2  # the full-size image encode and the upsampler's card
+    asked.clear()
+    track = (0.2 * np.sin(np.arange(24000) / 24000 * 2 * np.pi * 440)).astype(np.float32)[None]
+    engine.generate(ManifestRow(job_id="a", prompt="p", audio_uri="v.wav", **small).resolve(tiny_model.profile),
+                    JobInputs(audio=track, audio_rate=24000))
+    assert asked == ["audio_vae"]

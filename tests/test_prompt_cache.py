@@ -18,6 +18,15 @@ pytestmark = pytest.mark.e2e
 SMALL = {"width": 128, "height": 64, "num_frames": 9}
 
 
+@pytest.fixture(scope="module")
+def engine(tiny_model):
+    """An engine of this module's own: its two-stage row loads the stage-2 LoRA, which the
+    session's shared engine must not cache for other modules' LoRA tests."""
+    from ltx_ray.engine.ltx2 import LTX2Engine
+
+    return LTX2Engine(tiny_model.path, device="cpu", dtype="float32", profile=tiny_model.profile)
+
+
 def test_six_rows_sharing_a_prompt_encode_it_once_across_rows_stages_segments_and_tasks(engine, tiny_model, tmp_path, images):
     prompt = f"a teal kettle on a stove {uuid.uuid4().hex}"  # unique: the session's engine is shared
     rows = [

@@ -145,7 +145,7 @@ class LTX2Engine:
             pipe.set_progress_bar_config(disable=True)
         root = self.root = Path(model_dir)
         self._dits: dict[str, _Dit] = {}  # other variants' DiTs, loaded on first use
-        self.decoders = Decoders(base, root, torch.device(self.placement.execution_device), self.dtype)
+        self.decoders = Decoders(base, root, torch.device(self.placement.input_device("vae")), self.dtype)  # beside the VAE
         self.loras = LoraCache(base, profile.generation)
         self.prompt_cache = PromptCache()
         upsampler_dir = Path(upsampler) if upsampler else root / profile.upsampler
@@ -157,7 +157,7 @@ class LTX2Engine:
             distilled_lora=distilled_lora if distilled_lora and Path(distilled_lora).is_file() else None,
             loras=self.loras,
             dtype=self.dtype,
-            device=torch.device(self.placement.execution_device),
+            placement=self.placement,
             max_refine_tokens=max_refine_tokens or MAX_REFINE_TOKENS,
         )
 
@@ -247,7 +247,7 @@ class LTX2Engine:
             kwargs["callback_on_step_end"] = _callback
         given_audio = kwargs.get("audio_latents") is not None
         with self._vae_tiling(job) as tiling, torch.inference_mode():
-            span = retake.prepare(pipe, job, inputs, self.placement.execution_device) if job.task == "retake" else None
+            span = retake.prepare(pipe, job, inputs, self.placement) if job.task == "retake" else None
             held = audio_held(pipe, kwargs["audio_latents"]) if given_audio else nullcontext()  # a2v: frozen track
             with retake.span_held(pipe, span) if span else held:  # retake: the source kept outside the span
                 video_latents, audio_latents, info = self.stages.run(pipe, job, kwargs, adapters)
@@ -342,7 +342,7 @@ class LTX2Engine:
         (``conditioning.audio_held``); the mp4 carries the track itself, as the official
         ``A2VidPipelineTwoStage`` returns the input audio."""
         return encode_track(self._pipes["t2v"], inputs.audio, inputs.audio_rate, job.duration_s,
-                            self.placement.execution_device)
+                            self.placement.input_device("audio_vae"))
 
     def _place(self, pipe, offload: OffloadMode) -> Placement:
         """Put the components where ``plan_placement`` says (all GPUs the replica was given)."""

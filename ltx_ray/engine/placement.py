@@ -28,6 +28,13 @@ class Placement(BaseModel):
     execution_device: str = Field(description="device that runs the denoising loop")
     reason: str
 
+    def input_device(self, component: str) -> str:
+        """Where the inputs of ``component``'s own methods go (``vae.encode``, the upsampler, the
+        audio VAE): its card when components are spread over cards, since accelerate's hook
+        moves inputs only into ``forward``; the execution device when offloaded, where the
+        offload hooks bring the weights."""
+        return self.devices.get(component, self.execution_device) if self.offload == "none" else self.execution_device
+
 
 def plan_placement(
     component_bytes: dict[str, int],

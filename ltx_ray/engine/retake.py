@@ -52,17 +52,17 @@ class RetakeSpan:
                 "(the source has no sound)"}
 
 
-def prepare(pipe, job: Job, inputs, device) -> RetakeSpan:
+def prepare(pipe, job: Job, inputs, placement) -> RetakeSpan:
     """Encode the source and mark the span: video latent frames and audio latent frames whose
     seconds overlap ``[start_s, end_s)`` (``TemporalRegionMask.apply_to``)."""
     start, end = job.retake.start_s, job.retake.end_s
     video = torch.tensor(job.retake.latent_frames(job.num_frames, job.fps))
     first_frame, end_frame = job.retake.frames(job.num_frames, job.fps)
     pixels = pipe.video_processor.preprocess_video(inputs.video, height=job.height, width=job.width)
-    source = pipe.vae.encode(pixels.to(device, pipe.vae.dtype)).latent_dist.mode()
+    source = pipe.vae.encode(pixels.to(placement.input_device("vae"), pipe.vae.dtype)).latent_dist.mode()
     audio = source_audio = seconds = None
     if job.audio and inputs.audio is not None:
-        source_audio = encode_track(pipe, inputs.audio, inputs.audio_rate, job.duration_s, device)
+        source_audio = encode_track(pipe, inputs.audio, inputs.audio_rate, job.duration_s, placement.input_device("audio_vae"))
         rate = latents_per_second(pipe)
         audio = torch.tensor([j / rate < end and (j + 1) / rate > start for j in range(source_audio.shape[2])])
         picked = audio.nonzero().flatten().tolist()

@@ -49,13 +49,14 @@ def guidance_kwargs(job: Job) -> dict:
 class Stages:
     """Runs a task's call in one stage or in two (upsample + distilled refinement)."""
 
-    def __init__(self, base, *, upsampler_dir: Path | None, distilled_lora: str | None, loras, dtype, device, max_refine_tokens: int):
+    def __init__(self, base, *, upsampler_dir: Path | None, distilled_lora: str | None, loras, dtype, placement,
+                 max_refine_tokens: int):
         self.base = base
         self.upsampler_dir = upsampler_dir
         self.distilled_lora = distilled_lora
         self.loras = loras
         self.dtype = dtype
-        self.device = device
+        self.placement = placement  # where each component is (engine.placement.Placement)
         self.max_refine_tokens = max_refine_tokens
         self._upsample_pipe = None
 
@@ -117,7 +118,9 @@ class Stages:
                     "two_stage needs a latent upsampler, and the model folder has no latent_upsampler/; "
                     "add LTX-2's x2 spatial upsampler there or set two_stage false"
                 )
-            model = LTX2LatentUpsamplerModel.from_pretrained(self.upsampler_dir, torch_dtype=self.dtype).to(self.device)
+            # Beside the VAE: the upsample pipeline denormalises with the VAE's statistics on its card.
+            model = LTX2LatentUpsamplerModel.from_pretrained(self.upsampler_dir, torch_dtype=self.dtype).to(
+                self.placement.input_device("vae"))
             self._upsample_pipe = LTX2LatentUpsamplePipeline(vae=self.base.vae, latent_upsampler=model)
             self._upsample_pipe.set_progress_bar_config(disable=True)
         return self._upsample_pipe(latents=latents, output_type="latent").frames
@@ -133,7 +136,7 @@ class Stages:
         if crf:
             image = Image.fromarray(apply_image_conditioning_crf(np.array(image.convert("RGB")), crf))
         pixels = pipe.video_processor.preprocess(image, height=height, width=width)
-        pixels = pixels.to(pipe._execution_device, pipe.vae.dtype).unsqueeze(2)  # [B, C, 1, H, W]
+        pixels = pixels.to(self.placement.input_device("vae"), pipe.vae.dtype).unsqueeze(2)  # [B, C, 1, H, W]
         return pipe.vae.encode(pixels).latent_dist.mode()
 
     def _refine_kwargs(self, kwargs: dict, job, latents: torch.Tensor, audio: torch.Tensor) -> dict:

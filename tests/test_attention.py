@@ -7,7 +7,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from ltx_ray.batch.run import check_attention
+from ltx_ray.job.build import check_attention
 from ltx_ray.errors import RunFatal
 
 

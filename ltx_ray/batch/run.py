@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import sys
 import time
 from typing import Literal
@@ -15,7 +15,8 @@ from pydantic import BaseModel, Field
 
 from ltx_ray.batch.progress import Progress
 from ltx_ray.engine.weights import check_companions, resolve_model
-from ltx_ray.errors import PrecisionError, ReplicaStartFailed, RunFatal
+from ltx_ray.errors import PrecisionError, ReplicaStartFailed
+from ltx_ray.job.build import ATTENTION_HELP, Attention, check_attention
 from ltx_ray.job.record import new_run_id, now
 from ltx_ray.products.report import write_report
 from ltx_ray.schema.profiles import default_dtype, precision_problem
@@ -47,7 +48,7 @@ class RunConfig(BaseModel):
     replicas: int = Field(default=1, ge=1, description="generation actors, started all at once")
     gpus_per_replica: float = Field(default=0, ge=0, description="GPUs each replica owns (its components are placed over them)")
     cpus_per_replica: float = Field(default=1, gt=0, description="CPUs each replica reserves in Ray's scheduler")
-    attention: Literal["native", "flash", "sage"] = Field(default="native", description="Attention kernel of the transformer (diffusers' attention dispatcher): native (torch SDPA), flash (the flash-attn package) or sage (sageattention); a kernel that is not installed, or not on a CPU, is a fatal error naming the package")
+    attention: Attention = Field(default="native", description=ATTENTION_HELP)
     offload: Literal["auto", "none", "model", "group"] = Field(
         default="auto", description="none: the model must fit the replica's GPUs; model / group: CPU offloading for "
         "small cards; auto: as needed"
@@ -172,24 +173,6 @@ def run(config: RunConfig, log=print) -> RunSummary:
         f"{summary.gpu_seconds:.1f} GPU-s, stage seconds {summary.stage_seconds}; results in {store.uri('results')}; "
         f"report: {summary.report_uri}")
     return summary
-
-
-# --attention's kernels and the package each needs.
-ATTENTION_PACKAGES = {"flash": "flash_attn", "sage": "sageattention"}
-
-
-def check_attention(attention: str, device: str) -> None:
-    """Before any replica starts: a kernel the machine lacks is fatal, not a traceback in every replica."""
-    import importlib.util
-
-    package = ATTENTION_PACKAGES.get(attention)
-    if package is None:
-        return
-    if not device.startswith("cuda"):
-        raise RunFatal(f"--attention {attention}: its kernels run on CUDA GPUs and --device is {device}; use --attention native")
-    if importlib.util.find_spec(package) is None:
-        raise RunFatal(f"--attention {attention} needs the {package.replace('_', '-')} package, which is not installed: "
-                       f"pip install {package.replace('_', '-')} (built for your torch and CUDA), or use --attention native")
 
 
 def cpu_threads(replicas: int) -> int:

@@ -29,9 +29,6 @@ class GenerationStage:
         import ray
 
         from ltx_ray.job.build import RunnerSpec, build_runner
-        from ltx_ray.job.runner import end_replica
-
-        self._end_replica = end_replica
 
         self.runner = build_runner(RunnerSpec.model_validate(config), node_id=ray.get_runtime_context().get_node_id())
 
@@ -42,7 +39,9 @@ class GenerationStage:
             try:
                 row = self.runner.run(job)
             except ReplicaFatal as exc:  # this replica is broken: a new one retries the job
-                self._end_replica(exc)
+                from ltx_ray.job.runner import end_replica
+
+                end_replica(exc)
             out["job_id"].append(row.job_id)
             out["status"].append(row.status)
             out["error"].append(row.error)

@@ -48,10 +48,9 @@ def main(args) -> int:
     from ray import serve
 
     from ltx_ray.errors import RunFatal
+    from ltx_ray.job.build import check_attention
     from ltx_ray.serve.app import build_app
     from ltx_ray.serve.security import ApiKeys
-
-    from ltx_ray.batch.run import check_attention
 
     serve_args = serve_args_from_cli(args)
     check_attention(serve_args.attention, serve_args.device)  # before any replica starts

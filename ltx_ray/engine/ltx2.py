@@ -283,7 +283,7 @@ class LTX2Engine:
         sigmas = job.stages[0].sigmas
         kwargs = guidance_kwargs(job)
         # Encoded once per prompt per worker (stages, segments, QC retries and rows share it).
-        negative = job.negative_prompt if job.video_guidance.cfg > 1 or job.audio_guidance.cfg > 1 else None
+        negative = job.negative_prompt if job.classifier_free_guidance else None
         kwargs.update(self.prompt_cache.encode(self._pipes["t2v"], job.prompt, negative, device=self.placement.execution_device,
                                                max_sequence_length=self.profile.max_sequence_length))
         kwargs.update(

@@ -75,17 +75,21 @@ def tiled_transformer(transformer, max_tokens: int, record: dict):
     own = transformer.__dict__.get("forward")  # accelerate's offload wrapper, where there is one
     forward = transformer.forward
     record["tiles"] = 1
+    plans: dict[tuple, list] = {}  # every call of one refinement has the same grid: planned once
 
     def tiled_forward(*args, **kw):
         frames, height, width = kw.get("num_frames"), kw.get("height"), kw.get("width")
         coords = kw.get("video_coords")
         if args or coords is None or frames is None or frames * height * width <= max_tokens:
             return forward(*args, **kw)
-        tiles = tiles_for(frames, height, width, max_tokens)
-        record["tiles"] = len(tiles)
+        key = (frames, height, width, tuple(coords.shape), coords.device)
+        if key not in plans:
+            plans[key] = video_tile_plan(tiles_for(frames, height, width, max_tokens), coords, frames, height, width)
+        plan = plans[key]
+        record["tiles"] = len(plan)
         hidden = kw["hidden_states"]
         video, audio = torch.zeros(hidden.shape, dtype=torch.float32, device=hidden.device), None
-        for tile in video_tile_plan(tiles, coords, frames, height, width):
+        for tile in plan:
             keep = tile.keep.to(hidden.device)
             part = dict(kw, hidden_states=hidden[:, keep], video_coords=tile.coords, return_dict=False)
             for name in ("timestep", "video_keyframes_mask"):  # per-token inputs, where given per token
@@ -96,7 +100,7 @@ def tiled_transformer(transformer, max_tokens: int, record: dict):
             tile_video, tile_audio = forward(**part)
             video.index_add_(1, keep, tile_video.float() * tile.weights.to(video.device, torch.float32).view(1, -1, 1))
             if tile_audio is not None:  # every tile heard the whole track in another video context
-                audio = tile_audio.float() / len(tiles) + (0 if audio is None else audio)
+                audio = tile_audio.float() / len(plan) + (0 if audio is None else audio)
         out = (video.to(hidden.dtype), None if audio is None else audio.to(kw["audio_hidden_states"].dtype))
         if kw.get("return_dict", True):
             return AudioVisualModelOutput(sample=out[0], audio_sample=out[1])

@@ -4,10 +4,33 @@ Serve replica alike, so the two cannot drift (offload, stand-ins, run ids)."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from ltx_ray.engine.placement import OffloadMode, use_cpu_threads
+from ltx_ray.errors import RunFatal
+
+# --attention (RunConfig and ServeArgs alike): the transformer's kernel, through diffusers'
+# attention dispatcher, and the package each kernel needs.
+Attention = Literal["native", "flash", "sage"]
+ATTENTION_HELP = ("Attention kernel of the transformer (diffusers' attention dispatcher): native (torch SDPA), flash "
+                  "(the flash-attn package) or sage (sageattention); a kernel that is not installed, or not on a CPU, "
+                  "is a fatal error naming the package")
+ATTENTION_PACKAGES = {"flash": "flash_attn", "sage": "sageattention"}
+
+
+def check_attention(attention: str, device: str) -> None:
+    """Before any replica starts: a kernel the machine lacks is fatal, not a traceback in every replica."""
+    package = ATTENTION_PACKAGES.get(attention)
+    if package is None:
+        return
+    if not device.startswith("cuda"):
+        raise RunFatal(f"--attention {attention}: its kernels run on CUDA GPUs and --device is {device}; use --attention native")
+    if importlib.util.find_spec(package) is None:
+        raise RunFatal(f"--attention {attention} needs the {package.replace('_', '-')} package, which is not installed: "
+                       f"pip install {package.replace('_', '-')} (built for your torch and CUDA), or use --attention native")
 
 
 class RunnerSpec(BaseModel):
@@ -24,7 +47,7 @@ class RunnerSpec(BaseModel):
     run_id: str
     torch_threads: int | None = None
     offload: OffloadMode = "auto"
-    attention: str = "native"  # diffusers' attention backend of the transformer (RunConfig.attention)
+    attention: Attention = "native"
     # "ltx2", or "module:callable" building another engine with the same generate()
     # interface (called with model=ResolvedModel, device=str, dtype=str): the fault tests'
     # and benchmarks' stand-ins.

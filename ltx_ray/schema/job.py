@@ -122,11 +122,16 @@ class Job(BaseModel):
         return video_tokens(self.width, self.height, self.num_frames)
 
     @property
+    def classifier_free_guidance(self) -> bool:
+        """Whether diffusers' LTX2 pipelines run the negative prompt (CFG on either modality)."""
+        return self.video_guidance.cfg > 1 or self.audio_guidance.cfg > 1
+
+    @property
     def transformer_passes(self) -> int:
         """Transformer passes per stage-1 step, as diffusers' LTX2 pipelines run them: one
         conditional pass, plus one each for CFG (either modality), STG and modality guidance."""
         v, a = self.video_guidance, self.audio_guidance
-        return 1 + (v.cfg > 1 or a.cfg > 1) + (v.stg > 0 or a.stg > 0) + (v.modality > 1 or a.modality > 1)
+        return 1 + self.classifier_free_guidance + (v.stg > 0 or a.stg > 0) + (v.modality > 1 or a.modality > 1)
 
     @property
     def stages(self) -> list[StagePlan]:

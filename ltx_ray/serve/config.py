@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from ltx_ray.job.build import ATTENTION_HELP, Attention
 from ltx_ray.schema.fields import MAX_PROMPT_CHARS
 
 
@@ -37,7 +38,7 @@ class ServeArgs(BaseModel):
     gpus_per_replica: float = Field(default=0, ge=0, description="GPUs reserved by each generator replica.")
     cpus_per_replica: float = Field(default=1, ge=0, description="CPUs reserved by each generator replica.")
     torch_threads: int | None = Field(default=None, ge=1, description="Torch CPU threads per replica; default all cores.")
-    attention: Literal["native", "flash", "sage"] = Field(default="native", description="Attention kernel of the transformer (diffusers' attention dispatcher): native (torch SDPA), flash (the flash-attn package) or sage (sageattention); a kernel that is not installed, or not on a CPU, is a fatal error naming the package")
+    attention: Attention = Field(default="native", description=ATTENTION_HELP)
     offload: Literal["auto", "none", "model", "group"] = Field(
         default="auto", description="CPU offload of model components when a replica's GPUs cannot hold them (as `ltx-ray run --offload`).")
     engine: str = Field(default="ltx2", description="'ltx2', or 'module:callable' building a stand-in engine (tests, benchmarks).")

@@ -66,9 +66,11 @@ def _cover(img: Image.Image, size: tuple[int, int]) -> Image.Image:
     return ImageOps.fit(img, size, method=Image.Resampling.LANCZOS)
 
 
-def load_video(uri: str, field: str, size: tuple[int, int] | None, max_frames: int) -> tuple[list[Image.Image], float]:
-    """The first ``max_frames`` frames of a video, each fitted to ``size`` (None: as they are); and its frame rate."""
-    data = read_uri_bytes(uri, field)
+def load_video(uri: str, field: str, size: tuple[int, int] | None, max_frames: int,
+               data: bytes | None = None) -> tuple[list[Image.Image], float]:
+    """The first ``max_frames`` frames of a video, each fitted to ``size`` (None: as they are); and
+    its frame rate. ``data``: the file's bytes when the caller has read them already."""
+    data = read_uri_bytes(uri, field) if data is None else data
     frames: list[Image.Image] = []
     try:
         with av.open(io.BytesIO(data)) as container:
@@ -92,9 +94,9 @@ def load_video(uri: str, field: str, size: tuple[int, int] | None, max_frames: i
     return frames, fps
 
 
-def load_audio(uri: str, field: str, required: bool = True) -> tuple[np.ndarray, int] | None:
+def load_audio(uri: str, field: str, required: bool = True, data: bytes | None = None) -> tuple[np.ndarray, int] | None:
     """The whole audio track as float32 [channels, samples] at its own rate (or None if absent and not required)."""
-    data = read_uri_bytes(uri, field)
+    data = read_uri_bytes(uri, field) if data is None else data
     chunks: list[np.ndarray] = []
     try:
         with av.open(io.BytesIO(data)) as container:
@@ -128,14 +130,14 @@ def fetch_inputs(job: Job) -> JobInputs:
     if job.task == "v2v":
         frames, _ = load_video(job.video_uri, "video_uri", size, job.num_frames)
         return JobInputs(video=frames)
-    if job.task == "extend":
-        frames, _ = load_video(job.video_uri, "video_uri", size, MAX_FRAMES)
-        track = load_audio(job.video_uri, "video_uri", required=False)
-        return JobInputs(video=frames, audio=track[0] if track else None, audio_rate=track[1] if track else None)
-    if job.task == "retake":  # as it is: the source sets the size, and its frames are kept
-        frames, fps = load_video(job.video_uri, "video_uri", None, MAX_FRAMES + 1)
-        track = load_audio(job.video_uri, "video_uri", required=False)
-        return JobInputs(video=frames, video_fps=fps, audio=track[0] if track else None, audio_rate=track[1] if track else None)
+    if job.task in ("extend", "retake"):  # the clip and its sound, from one read of the file
+        data = read_uri_bytes(job.video_uri, "video_uri")
+        # retake: as it is, since the source sets the size and its frames are kept
+        fitted, most = (size, MAX_FRAMES) if job.task == "extend" else (None, MAX_FRAMES + 1)
+        frames, fps = load_video(job.video_uri, "video_uri", fitted, most, data=data)
+        track = load_audio(job.video_uri, "video_uri", required=False, data=data)
+        return JobInputs(video=frames, video_fps=fps, audio=track[0] if track else None,
+                         audio_rate=track[1] if track else None)
     if job.task == "control":
         frames, _ = load_video(job.control_uri, "control_uri", size, job.num_frames)
         return JobInputs(control=frames)

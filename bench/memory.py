@@ -1,6 +1,7 @@
-"""Memory of one worker over many consecutive jobs: does it creep?
+"""Memory of one worker: over many consecutive jobs (does it creep?), and for one large clip.
 
     python bench/memory.py --jobs 50 --json --save
+    python bench/memory.py --size 1920x1088x241 --json --save   # one job of that size
 
 One engine and one ``JobRunner`` - exactly what a generation actor holds - run ``--jobs``
 jobs that cycle through ten mixed jobs (t2v, i2v, keyframes; several sizes, with and without
@@ -14,6 +15,15 @@ Then a long video: ``--chain-segments`` segments of ``--chain-size`` WxHxF joine
 the join, not the model), beside the join that concatenated per segment (what ltx-ray did
 before), each under ``tracemalloc``. ``chain_peak_over_final`` = (peak - one segment) / the
 final uint8 video; the target is <= 1.5.
+
+With ``--size WxHxF`` the worker instead runs ``--jobs`` (default 1) t2v jobs of that size,
+``--steps`` denoising steps each (default 1: the memory of a step does not depend on how many
+run). ``peak_rss_over_frames`` = (the worker's peak RSS - its RSS after loading the model) /
+the job's uint8 frame bytes; the target is <= 1.5. ``phase_peak_over_frames`` says where the
+peak is (prompt encoding, denoising, video decode, audio decode, mux), measured the same way,
+and ``generation`` what the sidecar says of the decode (``vae_tiling``). On the CPU the
+VAE's activations are host memory too; on a GPU they are device memory and only uint8 frames
+reach the host.
 """
 
 from __future__ import annotations
@@ -68,13 +78,17 @@ def draw(path: Path, color) -> str:
 
 def main(argv=None) -> dict:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--jobs", type=int, default=50)
+    p.add_argument("--jobs", type=int, default=None, help="jobs to run (default 50; with --size, 1)")
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--model", default="tiny")
     p.add_argument("--chain-segments", type=int, default=4)
     p.add_argument("--chain-size", default="1280x704x241", help="WxHxF of one segment of the chain")
+    p.add_argument("--size", help="WxHxF: measure --jobs (default 1) jobs of this size instead of the mixed cycle")
+    p.add_argument("--steps", type=int, default=1, help="denoising steps of each --size job")
     args = p.parse_args(argv)
+    if args.size:
+        return emit("memory", size_memory(args), args)
 
     import psutil
     import torch
@@ -88,7 +102,7 @@ def main(argv=None) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="ltx-ray-memory-"))
     images = [draw(tmp / "red.png", (200, 30, 40)), draw(tmp / "green.png", (30, 160, 60))]
     model = resolve_model(args.model)
-    jobs = validate_rows([(str(tmp / "m.parquet"), make_rows(args.jobs, images))], model.profile).jobs
+    jobs = validate_rows([(str(tmp / "m.parquet"), make_rows(args.jobs or 50, images))], model.profile).jobs
     me = psutil.Process()
     rss_before_load = me.memory_info().rss / 2**20
     engine = LTX2Engine(model.path, device=args.device, dtype=args.dtype, profile=model.profile)
@@ -142,6 +156,106 @@ def main(argv=None) -> dict:
             cuda_growth=round(max(cuda_peaks[-window:]) / max(cuda_peaks[:window]), 4),
         )
     return emit("memory", result, args)
+
+
+class PeakSampler:
+    """The process's peak RSS, sampled every 5 ms on a thread, per named phase."""
+
+    def __init__(self):
+        import psutil
+
+        self.process = psutil.Process()
+        self.phase = "other"
+        self.peaks: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self.note()
+
+    def note(self) -> None:
+        rss = self.process.memory_info().rss
+        self.peaks[self.phase] = max(self.peaks.get(self.phase, 0), rss)
+
+    def wrap(self, owner, name: str, phase: str) -> None:
+        """Count the time inside ``owner.name`` as ``phase`` (instrumentation: the call is unchanged)."""
+        inner = getattr(owner, name)
+
+        def timed(*a, **k):
+            outer, self.phase = self.phase, phase
+            try:
+                return inner(*a, **k)
+            finally:
+                self.note()
+                self.phase = outer
+
+        setattr(owner, name, timed)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.note()
+
+
+def size_memory(args) -> dict:
+    """``--size``: the peak host memory of jobs of one size over their uint8 frames."""
+    import json
+
+    import torch
+
+    from ltx_ray.engine.ltx2 import LTX2Engine
+    from ltx_ray.engine.weights import resolve_model
+    from ltx_ray.job import runner as runner_module
+    from ltx_ray.job.runner import JobRunner
+    from ltx_ray.storage.manifest import validate_rows
+    from ltx_ray.storage.store import OutputStore
+
+    width, height, frames = (int(x) for x in args.size.split("x"))
+    jobs_n = args.jobs or 1
+    tmp = Path(tempfile.mkdtemp(prefix="ltx-ray-memory-"))
+    rows = [{"job_id": f"size-{i}", "prompt": f"a product turning on a table, take {i}", "width": width,
+             "height": height, "num_frames": frames, "steps": args.steps} for i in range(jobs_n)]
+    model = resolve_model(args.model)
+    jobs = validate_rows([(str(tmp / "m.parquet"), rows)], model.profile).jobs
+    engine = LTX2Engine(model.path, device=args.device, dtype=args.dtype, profile=model.profile)
+    runner = JobRunner(engine, OutputStore(str(tmp / "out")), model, device=args.device, dtype=args.dtype, run_id="memory")
+    torch.set_grad_enabled(False)
+    sampler = PeakSampler()
+    after_load = sampler.process.memory_info().rss
+    for owner, name, phase in ((engine.prompt_cache, "encode", "encode_prompt"), (engine.stages, "run", "denoise"),
+                               (engine.decoders, "video", "decode_video"), (engine.decoders, "audio", "decode_audio"),
+                               (runner_module, "write_mp4", "mux")):
+        sampler.wrap(owner, name, phase)
+    results = []
+    with sampler:
+        for job in jobs:
+            results.append(runner.run(job))
+    frame_bytes = width * height * frames * 3
+    peak = max(sampler.peaks.values())
+    sidecars = [json.loads(fsspec_read(r.sidecar_uri)) for r in results if r.status == "succeeded"]
+    return {
+        "size": args.size, "jobs": len(jobs), "steps": args.steps, "device": args.device,
+        "failed": [f"{r.job_id}: {r.error}" for r in results if r.status != "succeeded"],
+        "frame_mb": round(frame_bytes / 2**20, 1),
+        "rss_mb_after_model": round(after_load / 2**20, 1),
+        "peak_rss_mb": round(peak / 2**20, 1),
+        "peak_rss_over_frames": round((peak - after_load) / frame_bytes, 3),
+        "phase_peak_over_frames": {k: round((v - after_load) / frame_bytes, 3) for k, v in sampler.peaks.items()},
+        "vae_tiling": [sc["generation"].get("vae_tiling") for sc in sidecars],
+        "timings": [r.timings for r in results],
+    }
+
+
+def fsspec_read(uri: str) -> bytes:
+    import fsspec
+
+    with fsspec.open(uri, "rb") as fh:
+        return fh.read()
 
 
 def chain_memory(size: str, segments: int) -> dict:

@@ -88,6 +88,18 @@ def test_memory_reports_per_job_peaks_and_growth_of_one_worker(capsys):
     assert r["chain_peak_mb"] < r["chain_concatenated_peak_mb"]  # written once vs copied at every join
 
 
+def test_memory_size_mode_reports_the_peak_over_the_frames_and_where_it_is(capsys):
+    from bench import memory
+
+    memory.main(["--size", "256x160x33", "--json"])
+    r = last_json_line(capsys.readouterr().out)
+    assert r["jobs"] == 1 and r["failed"] == [] and r["frame_mb"] == round(256 * 160 * 33 * 3 / 2**20, 1)
+    assert r["peak_rss_mb"] > r["rss_mb_after_model"]
+    assert r["peak_rss_over_frames"] == max(r["phase_peak_over_frames"].values())
+    assert {"denoise", "decode_video", "mux"} <= set(r["phase_peak_over_frames"])
+    assert r["vae_tiling"] == [False]  # 4 MB of frames: one decode call
+
+
 def test_overhead_compares_a_bare_diffusers_loop_with_ltx_ray_side_by_side(ray_local, capsys):
     from bench import overhead
 

@@ -42,8 +42,6 @@ from ltx_ray.schema.job import Job
 from ltx_ray.schema.profiles import PROFILES, ModelProfile, precision_problem
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-# VAE tiling above 720p: a 1080p or 4K clip decoded in one piece needs tens of GiB.
-VAE_TILING_PIXELS = 1280 * 720
 
 
 def _put(module: torch.nn.Module, device: str, plan: Placement) -> None:
@@ -246,7 +244,7 @@ class LTX2Engine:
 
             kwargs["callback_on_step_end"] = _callback
         given_audio = kwargs.get("audio_latents") is not None
-        with self._vae_tiling(job) as tiling, torch.inference_mode():
+        with self.decoders.tiling(job) as tiling, torch.inference_mode():
             span = retake.prepare(pipe, job, inputs, self.placement) if job.task == "retake" else None
             held = audio_held(pipe, kwargs["audio_latents"]) if given_audio else nullcontext()  # a2v: frozen track
             with retake.span_held(pipe, span) if span else held:  # retake: the source kept outside the span
@@ -373,19 +371,6 @@ class LTX2Engine:
             for name, module in modules.items():
                 _put(module, plan.devices[name], plan)
         return plan
-
-    @contextmanager
-    def _vae_tiling(self, job: Job):
-        """Tiled VAE encode/decode for frames above 720p, for this job only."""
-        vae = self._pipes["t2v"].vae
-        on = job.width * job.height > VAE_TILING_PIXELS
-        if on:
-            vae.enable_tiling()
-        try:
-            yield on
-        finally:
-            if on:
-                vae.disable_tiling()
 
     def free(self) -> None:
         """Per-job tensors go now, not at the next job: long runs die of memory kept between jobs."""

@@ -18,6 +18,70 @@ LTX2_BF16 = {
 }
 
 
+# The same with what a two-stage replica also holds (ltx2-family.md, "Hardware facts"): the
+# transformer 35.2 GiB with the rank-384 distilled LoRA (~7 GB), Gemma 3 12B 22.7 GiB, the
+# x2 latent upsampler (~1 GB), which must sit with the VAE.
+LTX2_TWO_STAGE = {"transformer": int((35.2 + 6.5) * GiB), "text_encoder": int(22.7 * GiB), "connectors": int(2.7 * GiB),
+                  "vae": int(2.3 * GiB), "audio_vae": GiB // 8, "vocoder": GiB // 16, "latent_upsampler": GiB}
+H100, H200 = 79 * GiB, 139 * GiB  # free memory of an idle card
+
+
+def _resident(plan, sizes, device):
+    return sum(size for name, size in sizes.items() if plan.devices[name] == device)
+
+
+def test_one_h100_keeps_the_transformer_resident_and_lets_the_text_encoder_visit():
+    plan = plan_placement(LTX2_TWO_STAGE, {"cuda:0": H100})
+    assert plan.offload == "text_encoder" and plan.devices["text_encoder"] == "cpu"
+    assert {d for n, d in plan.devices.items() if n != "text_encoder"} == {"cuda:0"}
+    assert _resident(plan, LTX2_TWO_STAGE, "cuda:0") <= 0.8 * H100  # room for the denoising's activations
+    assert _resident(plan, LTX2_TWO_STAGE, "cuda:0") + LTX2_TWO_STAGE["text_encoder"] <= H100  # room for its visit
+    assert plan.input_device("text_encoder") == plan.execution_device == "cuda:0"
+    assert "visits cuda:0" in plan.reason
+
+
+@pytest.mark.parametrize("cards,free", [(1, H200), (2, H100), (4, H100)])
+def test_one_two_and_four_cards_hold_the_two_stage_model_resident_with_the_upsampler_beside_the_vae(cards, free):
+    devices = {f"cuda:{i}": free for i in range(cards)}
+    plan = plan_placement(LTX2_TWO_STAGE, devices)
+    assert plan.offload == "none" and set(plan.devices) == set(LTX2_TWO_STAGE)
+    assert plan.devices["latent_upsampler"] == plan.devices["vae"]
+    for device in devices:  # the LoRA and the upsampler are counted: no card past its share
+        assert _resident(plan, LTX2_TWO_STAGE, device) <= 0.8 * free
+    if cards > 1:
+        assert plan.devices["transformer"] != plan.devices["text_encoder"]
+
+
+def test_a_48gb_card_cannot_hold_the_transformer_with_its_lora_and_streams_layers():
+    assert plan_placement(LTX2_TWO_STAGE, {"cuda:0": 47 * GiB}).offload == "group"
+
+
+def test_the_plan_counts_from_the_file_headers_what_loading_puts_in_memory(tiny_model):
+    """engine/load.py plans before loading: the header sizes must be the loaded modules' bytes,
+    the transformer's with its stage-2 LoRA, and the upsampler's."""
+    from pathlib import Path
+
+    import torch
+    from diffusers import LTX2Pipeline
+    from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel
+    from safetensors.torch import load_file
+
+    from ltx_ray.engine.load import planned_bytes
+
+    root = Path(tiny_model.path)
+    lora = root / tiny_model.profile.distilled_lora
+    sizes = planned_bytes(root, tiny_model.profile, torch.float32, upsampler=root / "latent_upsampler", distilled_lora=str(lora))
+    pipe = LTX2Pipeline.from_pretrained(root)
+
+    def nbytes(module):  # tied weights (Gemma's lm_head is its embeddings) once
+        return sum({t.data_ptr(): t.numel() * t.element_size() for t in module.state_dict().values()}.values())
+
+    loaded = {name: nbytes(m) for name, m in pipe.components.items() if isinstance(m, torch.nn.Module)}
+    loaded["transformer"] += sum(t.numel() * t.element_size() for t in load_file(lora).values())
+    loaded["latent_upsampler"] = nbytes(LTX2LatentUpsamplerModel.from_pretrained(root / "latent_upsampler"))
+    assert sizes == loaded
+
+
 def test_one_h200_holds_everything():
     plan = plan_placement(LTX2_BF16, {"cuda:0": 139 * GiB})
     assert plan.offload == "none" and set(plan.devices.values()) == {"cuda:0"}

@@ -31,8 +31,9 @@ import torch
 from ltx_ray.engine.conditioning import FrameCondition, KeyframeConditionPipeline, KeyframeInContextPipeline, audio_held
 from ltx_ray.engine import retake
 from ltx_ray.engine.decode import Decoders
-from ltx_ray.engine.placement import OffloadMode, Placement, plan_placement
-from ltx_ray.engine.prompt import enhance, load_enhancer, pick_length
+from ltx_ray.engine.load import TextEncoderVisits, load_pipeline, make_plan, planned_bytes
+from ltx_ray.engine.placement import OffloadMode, Placement
+from ltx_ray.engine.prompt import enhance, pick_length
 from ltx_ray.engine.prompt_cache import PromptCache
 from ltx_ray.engine.segments import extend_clip, generate_long
 from ltx_ray.engine.stages import guidance_kwargs
@@ -84,12 +85,7 @@ class LTX2Engine:
         """``upsampler`` / ``distilled_lora``: two-stage's companions (``ResolvedModel`` carries
         them, ``--upsampler`` / ``--distilled-lora`` included); default the profile's, in ``model_dir``.
         ``enhancer``: the folder enhance_prompt's processor (and, for LTX-2.5, Gemma 4) load from."""
-        from diffusers import (
-            FlowMatchEulerDiscreteScheduler,
-            LTX2ImageToVideoPipeline,
-            LTX2Pipeline,
-            LTX2VideoTransformer3DModel,
-        )
+        from diffusers import FlowMatchEulerDiscreteScheduler, LTX2ImageToVideoPipeline
         from diffusers.utils import logging as diffusers_logging
 
         # Loading bars and per-module cast notices drown a batch log; errors still show.
@@ -107,24 +103,28 @@ class LTX2Engine:
         self.device = torch.device(device)
         self.dtype = DTYPES[dtype]
         self.profile = profile
-        extra = {}
-        if profile.transformer_subfolder != "transformer":  # LTX-2.5 full: the SFT DiT is not in model_index
-            extra["transformer"] = LTX2VideoTransformer3DModel.from_pretrained(
-                model_dir, subfolder=profile.transformer_subfolder, dtype=self.dtype
-            )
-        base = LTX2Pipeline.from_pretrained(model_dir, dtype=self.dtype, **extra)
+        root = self.root = Path(model_dir)
+        upsampler_dir = Path(upsampler) if upsampler else root / profile.upsampler
+        if distilled_lora is None and profile.distilled_lora:
+            distilled_lora = str(root / profile.distilled_lora)
+        upsampler_dir = upsampler_dir if upsampler_dir.is_dir() else None
+        distilled_lora = distilled_lora if distilled_lora and Path(distilled_lora).is_file() else None
+        enhancer = Path(enhancer) if enhancer and Path(enhancer) != root else None  # the model's own loads with it
+        # Planned from the files' headers, then each component loaded onto its device (engine/load.py).
+        sizes = planned_bytes(root, profile, self.dtype, upsampler=upsampler_dir, distilled_lora=distilled_lora,
+                              enhancer=enhancer)
+        self.placement = make_plan(sizes, self.device, offload)
+        base = load_pipeline(root, profile, self.dtype, self.placement, enhancer=enhancer)
+        self.text_encoder = TextEncoderVisits(base, self.placement)
         # Sigmas are passed to every call as the profile's recipe computes them
         # (schema/schedules.py); the shipped scheduler config would shift and stretch them by
         # the token count (and give NaN above ~50k tokens).
         base.scheduler = FlowMatchEulerDiscreteScheduler.from_config(
             base.scheduler.config, use_dynamic_shifting=False, shift_terminal=None, shift=1.0
         )
-        if enhancer and Path(enhancer) != Path(model_dir):  # the model's own loaded with it
-            load_enhancer(base, enhancer, profile, self.dtype)
         self.enhances = getattr(base, "processor", None) is not None and (
             profile.enhancer == "text_encoder" or getattr(base, "prompt_enhancer", None) is not None
         )
-        self.placement = self._place(base, offload)
         self.attention = attention  # diffusers' dispatcher: flash / sage kernels (batch.run.check_attention)
         if attention != "native":
             base.transformer.set_attention_backend(attention)
@@ -141,18 +141,14 @@ class LTX2Engine:
         }
         for pipe in self._pipes.values():
             pipe.set_progress_bar_config(disable=True)
-        root = self.root = Path(model_dir)
         self._dits: dict[str, _Dit] = {}  # other variants' DiTs, loaded on first use
         self.decoders = Decoders(base, root, torch.device(self.placement.input_device("vae")), self.dtype)  # beside the VAE
         self.loras = LoraCache(base, profile.generation)
         self.prompt_cache = PromptCache()
-        upsampler_dir = Path(upsampler) if upsampler else root / profile.upsampler
-        if distilled_lora is None and profile.distilled_lora:
-            distilled_lora = str(root / profile.distilled_lora)
         self.stages = Stages(
             base,
-            upsampler_dir=upsampler_dir if upsampler_dir.is_dir() else None,
-            distilled_lora=distilled_lora if distilled_lora and Path(distilled_lora).is_file() else None,
+            upsampler_dir=upsampler_dir,
+            distilled_lora=distilled_lora,
             loras=self.loras,
             dtype=self.dtype,
             placement=self.placement,
@@ -236,6 +232,7 @@ class LTX2Engine:
     def generate_segment(self, job: Job, inputs: JobInputs, on_step: Callable[[int, int], None] | None = None) -> Clip:
         """One pass of the model (one or two stages) over ``job.num_frames`` frames."""
         pipe, kwargs, adapters = self._task_call(job, inputs)
+        self.text_encoder.rest()  # encoded (or cached): a visiting encoder leaves the card to the denoising
         if on_step is not None:
 
             def _callback(_pipe, step, _t, _tensors):
@@ -341,36 +338,6 @@ class LTX2Engine:
         ``A2VidPipelineTwoStage`` returns the input audio."""
         return encode_track(self._pipes["t2v"], inputs.audio, inputs.audio_rate, job.duration_s,
                             self.placement.input_device("audio_vae"))
-
-    def _place(self, pipe, offload: OffloadMode) -> Placement:
-        """Put the components where ``plan_placement`` says (all GPUs the replica was given)."""
-        modules = {n: m for n, m in pipe.components.items() if isinstance(m, torch.nn.Module)}
-        if self.device.type != "cuda":
-            pipe.to(self.device)
-            return Placement(
-                devices={n: str(self.device) for n in modules},
-                offload="none",
-                execution_device=str(self.device),
-                reason=f"single device {self.device}",
-            )
-        # Ray gives the actor its GPUs through CUDA_VISIBLE_DEVICES: use every visible one.
-        free = {f"cuda:{i}": torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())}
-        sizes = {n: sum(p.numel() * p.element_size() for p in m.parameters()) for n, m in modules.items()}
-        plan = plan_placement(sizes, free, offload=offload)
-        if plan.offload == "model":
-            pipe.enable_model_cpu_offload(device=plan.execution_device)
-        elif plan.offload == "group":
-            pipe.enable_group_offload(
-                onload_device=torch.device(plan.execution_device),
-                offload_device=torch.device("cpu"),
-                offload_type="block_level",
-                num_blocks_per_group=1,
-                use_stream=True,
-            )
-        else:
-            for name, module in modules.items():
-                _put(module, plan.devices[name], plan)
-        return plan
 
     def free(self) -> None:
         """Per-job tensors go now, not at the next job: long runs die of memory kept between jobs."""

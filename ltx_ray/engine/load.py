@@ -1,0 +1,124 @@
+"""Plan, then load: each component read straight onto the device its placement gives it.
+
+``LTX2Pipeline.from_pretrained`` reads every weight into host memory first (~63 GiB of bf16
+for LTX-2.0, on pods capped at 64 GiB) and ``.to()`` copies it over afterwards. Here the plan
+is made first, from the sizes in the safetensors headers (nothing loaded; the transformer's
+with its stage-2 LoRA, the latent upsampler's beside the VAE), and each module component is
+then loaded by its own class with ``device_map={"": device}`` (accelerate's low-memory path:
+tensors go to the device as they are read), and handed to the pipeline whole. A CPU replica
+takes the same path with every device "cpu", so CI runs it.
+
+Offloading plans (``model``, ``group``) load on the CPU, where their weights rest, as before.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from ltx_ray.engine.placement import OffloadMode, Placement, plan_placement
+from ltx_ray.engine.sizes import folder_params, header_shapes
+from ltx_ray.schema.model_files import index_components
+from ltx_ray.schema.profiles import ModelProfile
+
+# model_index.json's library names -> the module their classes live in.
+LIBRARIES = {"diffusers": "diffusers", "transformers": "transformers", "ltx2": "diffusers.pipelines.ltx2"}
+
+
+def module_classes(root: Path) -> dict[str, type]:
+    """The torch module components of the model in ``root``, by name (tokenizers, schedulers
+    and processors are not modules and load as the pipeline loads them)."""
+    index = json.loads((root / "model_index.json").read_text())
+    out = {}
+    for name in index_components(index):
+        library, cls = index[name]
+        if library in LIBRARIES:
+            found = getattr(importlib.import_module(LIBRARIES[library]), cls, None)
+            if isinstance(found, type) and issubclass(found, torch.nn.Module):
+                out[name] = found
+    return out
+
+
+def planned_bytes(root: Path, profile: ModelProfile, dtype: torch.dtype, *, upsampler: Path | None,
+                  distilled_lora: str | None, enhancer: Path | None = None) -> dict[str, int]:
+    """What each component will occupy on its device, in ``dtype``, read from file headers
+    (``enhancer``: an ``--enhancer`` folder whose Gemma 4 is LTX-2.5's separate prompt enhancer)."""
+    size = torch.tensor([], dtype=dtype).element_size()
+    sizes = {name: folder_params(_folder(root, profile, name)) * size for name in module_classes(root)}
+    if enhancer is not None and profile.enhancer == "separate":
+        sizes["prompt_enhancer"] = folder_params(enhancer) * size
+    if distilled_lora and "transformer" in sizes:
+        sizes["transformer"] += sum(math.prod(s) for s in header_shapes(Path(distilled_lora)).values()) * size
+    if upsampler is not None:
+        sizes["latent_upsampler"] = folder_params(upsampler) * size
+    return sizes
+
+
+def make_plan(sizes: dict[str, int], device: torch.device, offload: OffloadMode) -> Placement:
+    """The plan over every GPU the replica was given (Ray sets CUDA_VISIBLE_DEVICES); one CPU device otherwise."""
+    if device.type != "cuda":
+        return Placement(devices={n: str(device) for n in sizes}, offload="none", execution_device=str(device),
+                         reason=f"single device {device}")
+    free = {f"cuda:{i}": torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())}
+    return plan_placement(sizes, free, offload=offload)
+
+
+def load_pipeline(root: Path, profile: ModelProfile, dtype: torch.dtype, plan: Placement, *, enhancer: Path | None = None):
+    """The ``LTX2Pipeline`` of ``root``, each module loaded where ``plan`` puts it (on the CPU
+    for the offloading plans), with the ``--enhancer`` components, the offload hooks set."""
+    from diffusers import LTX2Pipeline
+
+    from ltx_ray.engine.prompt import load_enhancer
+
+    resident = plan.offload in ("none", "text_encoder")
+    modules = {
+        name: cls.from_pretrained(_folder(root, profile, name), dtype=dtype,
+                                  device_map={"": plan.devices.get(name, "cpu") if resident else "cpu"})
+        for name, cls in module_classes(root).items()
+    }
+    pipe = LTX2Pipeline.from_pretrained(root, dtype=dtype, **modules)
+    if enhancer is not None:
+        load_enhancer(pipe, str(enhancer), profile, dtype)
+        if getattr(pipe, "prompt_enhancer", None) is not None:
+            modules["prompt_enhancer"] = pipe.prompt_enhancer
+            if resident:
+                pipe.prompt_enhancer.to(plan.devices.get("prompt_enhancer", plan.execution_device))
+    if plan.offload == "model":
+        pipe.enable_model_cpu_offload(device=plan.execution_device)
+    elif plan.offload == "group":
+        pipe.enable_group_offload(onload_device=torch.device(plan.execution_device), offload_device=torch.device("cpu"),
+                                  offload_type="block_level", num_blocks_per_group=1, use_stream=True)
+    elif len(set(plan.devices.values()) - {"cpu"}) > 1:
+        from accelerate.hooks import AlignDevicesHook, add_hook_to_module
+
+        # Spread over cards: inputs move to each component's card and outputs come back, so the
+        # pipeline code runs unchanged across cards.
+        for name, module in modules.items():
+            if plan.devices.get(name, "cpu") != "cpu":
+                add_hook_to_module(module, AlignDevicesHook(execution_device=plan.devices[name], io_same_device=True))
+    return pipe
+
+
+class TextEncoderVisits:
+    """The ``text_encoder`` plan: the encoder rests on the CPU, is brought to the execution card
+    by its first forward (accelerate's offload hook), and goes back when the engine is done
+    encoding (``rest``): before the denoising, which needs the room."""
+
+    def __init__(self, pipe, plan: Placement):
+        self.hook = None
+        if plan.offload == "text_encoder":
+            from accelerate import cpu_offload_with_hook
+
+            pipe.text_encoder, self.hook = cpu_offload_with_hook(pipe.text_encoder, plan.execution_device)
+
+    def rest(self) -> None:
+        if self.hook is not None:
+            self.hook.offload()
+
+
+def _folder(root: Path, profile: ModelProfile, name: str) -> Path:
+    return root / (profile.transformer_subfolder if name == "transformer" else name)

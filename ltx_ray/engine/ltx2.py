@@ -31,7 +31,7 @@ import torch
 from ltx_ray.engine.conditioning import FrameCondition, KeyframeConditionPipeline, KeyframeInContextPipeline, audio_held
 from ltx_ray.engine import retake
 from ltx_ray.engine.decode import Decoders
-from ltx_ray.engine.placement import OffloadMode, Placement, plan_placement
+from ltx_ray.engine.placement import OffloadMode, Placement, device_room, plan_placement
 from ltx_ray.engine.prompt import enhance, load_enhancer, pick_length
 from ltx_ray.engine.prompt_cache import PromptCache
 from ltx_ray.engine.segments import extend_clip, generate_long
@@ -82,16 +82,14 @@ class LTX2Engine:
         distilled_lora: str | None = None,
         enhancer: str | None = None,
         attention: str = "native",
+        pipeline=None,
     ):
         """``upsampler`` / ``distilled_lora``: two-stage's companions (``ResolvedModel`` carries
         them, ``--upsampler`` / ``--distilled-lora`` included); default the profile's, in ``model_dir``.
-        ``enhancer``: the folder enhance_prompt's processor (and, for LTX-2.5, Gemma 4) load from."""
-        from diffusers import (
-            FlowMatchEulerDiscreteScheduler,
-            LTX2ImageToVideoPipeline,
-            LTX2Pipeline,
-            LTX2VideoTransformer3DModel,
-        )
+        ``enhancer``: the folder enhance_prompt's processor (and, for LTX-2.5, Gemma 4) load from.
+        ``pipeline``: an ``LTX2Pipeline`` already built (bench/gpu.py's random real-size weights,
+        engine/real_size.py) instead of loading ``model_dir``, which then holds only the companions."""
+        from diffusers import FlowMatchEulerDiscreteScheduler, LTX2ImageToVideoPipeline
         from diffusers.utils import logging as diffusers_logging
 
         # Loading bars and per-module cast notices drown a batch log; errors still show.
@@ -109,12 +107,7 @@ class LTX2Engine:
         self.device = torch.device(device)
         self.dtype = DTYPES[dtype]
         self.profile = profile
-        extra = {}
-        if profile.transformer_subfolder != "transformer":  # LTX-2.5 full: the SFT DiT is not in model_index
-            extra["transformer"] = LTX2VideoTransformer3DModel.from_pretrained(
-                model_dir, subfolder=profile.transformer_subfolder, dtype=self.dtype
-            )
-        base = LTX2Pipeline.from_pretrained(model_dir, dtype=self.dtype, **extra)
+        base = pipeline if pipeline is not None else self._load(model_dir, profile)
         # Sigmas are passed to every call as the profile's recipe computes them
         # (schema/schedules.py); the shipped scheduler config would shift and stretch them by
         # the token count (and give NaN above ~50k tokens).
@@ -160,6 +153,16 @@ class LTX2Engine:
             placement=self.placement,
             max_refine_tokens=max_refine_tokens or MAX_REFINE_TOKENS,
         )
+
+    def _load(self, model_dir: str, profile: ModelProfile):
+        """The model_index components from ``model_dir`` (LTX-2.5 full: the SFT DiT, not in model_index)."""
+        from diffusers import LTX2Pipeline, LTX2VideoTransformer3DModel
+
+        extra = {}
+        if profile.transformer_subfolder != "transformer":
+            extra["transformer"] = LTX2VideoTransformer3DModel.from_pretrained(
+                model_dir, subfolder=profile.transformer_subfolder, dtype=self.dtype)
+        return LTX2Pipeline.from_pretrained(model_dir, dtype=self.dtype, **extra)
 
     @property
     def audio_sample_rate(self) -> int:
@@ -356,7 +359,7 @@ class LTX2Engine:
                 reason=f"single device {self.device}",
             )
         # Ray gives the actor its GPUs through CUDA_VISIBLE_DEVICES: use every visible one.
-        free = {f"cuda:{i}": torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())}
+        free = device_room(modules)
         sizes = {n: sum(p.numel() * p.element_size() for p in m.parameters()) for n, m in modules.items()}
         plan = plan_placement(sizes, free, offload=offload)
         if plan.offload == "model":

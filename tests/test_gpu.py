@@ -1,4 +1,4 @@
-"""Smoke tests on a real accelerator (skipped without CUDA)."""
+"""Smoke tests on a real accelerator (``gpu``: skipped without CUDA), and the real-size components."""
 
 from __future__ import annotations
 
@@ -8,13 +8,12 @@ from ltx_ray.engine.ltx2 import LTX2Engine
 from ltx_ray.engine.types import JobInputs
 from ltx_ray.schema.manifest import ManifestRow
 
-pytestmark = pytest.mark.gpu
-
 
 def _job(engine):
     return ManifestRow(job_id="gpu", prompt="a cat", width=256, height=160, num_frames=17).resolve(engine.profile)
 
 
+@pytest.mark.gpu
 def test_the_engine_places_and_runs_the_tiny_model_on_cuda(tiny_model):
     import torch
 
@@ -26,6 +25,7 @@ def test_the_engine_places_and_runs_the_tiny_model_on_cuda(tiny_model):
     assert torch.cuda.max_memory_allocated() > 0
 
 
+@pytest.mark.gpu
 @pytest.mark.parametrize("offload", ["model", "group"])
 def test_offloading_runs_on_cuda(tiny_model, offload):
     engine = LTX2Engine(tiny_model.path, device="cuda", dtype="bfloat16", profile=tiny_model.profile, offload=offload)
@@ -75,6 +75,7 @@ def real_size_pass_inputs(generation: str, config: dict, width: int, height: int
     return out
 
 
+@pytest.mark.gpu
 @pytest.mark.parametrize("generation", ["ltx-2.0", "ltx-2.5"])
 def test_a_real_size_transformer_runs_a_step_at_768x512x121_in_bfloat16(model_cache, generation):
     """The real 2.0 / 2.5 DiT configs (random weights) on the GPU: bf16 throughout, a finite
@@ -106,3 +107,20 @@ def test_a_real_size_transformer_runs_a_step_at_768x512x121_in_bfloat16(model_ca
     video = out[0] if isinstance(out, tuple) else out.sample
     assert video.dtype == torch.bfloat16 and torch.isfinite(video).all()
     print(f"{generation}: one pass at 768x512x121 (6144 video tokens) in {seconds:.3f} s on {torch.cuda.get_device_name()}")
+
+
+@pytest.mark.parametrize("generation", ["ltx-2.0", "ltx-2.5"])
+def test_the_real_size_components_have_the_real_parameter_counts(generation):
+    """Built on the meta device (no memory): a 19B DiT and Gemma 3 12B (with its vision tower)."""
+    import torch
+
+    from ltx_ray.engine.real_size import build_components
+
+    components = build_components(generation, "meta", torch.bfloat16)
+    params = {n: sum(p.numel() for p in m.parameters()) / 1e9 for n, m in components.items() if isinstance(m, torch.nn.Module)}
+    assert 18.8 < params["transformer"] < 19.1 and 12.1 < params["text_encoder"] < 12.3
+    assert {p.dtype for p in components["transformer"].parameters()} == {torch.bfloat16}
+    # The text encoder feeds the connectors every hidden state (embeddings included) at its width.
+    text = components["text_encoder"].config.text_config
+    assert components["connectors"].config.caption_channels == text.hidden_size
+    assert components["connectors"].config.text_proj_in_factor == text.num_hidden_layers + 1

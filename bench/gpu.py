@@ -5,16 +5,19 @@
     python bench/gpu.py --device cpu --json            # the same code on the tiny model (CI: tests/test_gpu.py)
 
 On a bare GPU box (Python 3.12, torch, transformers, accelerate, peft, safetensors, pyarrow,
-fsspec; no diffusers, ray, av or pydantic; no network), with the wheels ``bench/gpu_wheels.sh``
-downloaded here into ``.whl/`` (52 MiB, checked <= 64 MiB) carried beside the repository, one
-command of at most 10 minutes, run from the repository root:
+fsspec; no diffusers, ray, av or pydantic; no network; 64 MiB for extra files) this runs in
+process, without Ray. ``bash bench/gpu_wheels.sh`` downloads here the 17 wheels that needs
+into ``.whl/`` (50.4 MiB for Python 3.12, checked <= 64 MiB; git-ignored, so carry it with the
+repository). Then one command of at most 10 minutes, from the repository root:
 
     python -m pip install -q --no-deps --no-index --target /tmp/ltx-deps .whl/*.whl && \
-    PYTHONPATH=/tmp/ltx-deps:. python bench/gpu.py --budget-s 480 --json --partial $OUT/gpu.json >$OUT/gpu.last.json 2>$OUT/gpu.log
+    PYTHONPATH=/tmp/ltx-deps:. python bench/gpu.py --budget-s 480 --json --partial $OUT/gpu.json \
+        >$OUT/gpu.stdout 2>$OUT/gpu.log
 
-(without pip: ``python -c "import sys,zipfile;[zipfile.ZipFile(w).extractall(sys.argv[1]) for w in
-sys.argv[2:]]" /tmp/ltx-deps .whl/*.whl``). ``--partial`` is rewritten after every configuration,
-so a run cut short still leaves the configurations it finished.
+(no pip there: ``python -c "import sys,zipfile;[zipfile.ZipFile(w).extractall(sys.argv[1]) for w in
+sys.argv[2:]]" /tmp/ltx-deps .whl/*.whl`` installs the same files). ``--partial`` is rewritten
+after every configuration, so a run cut short still leaves the ones it finished; the clips go
+to a temporary folder, not to ``$OUT``.
 
 What runs: each model's components are built from its real configs directly on the GPU in bf16
 (``ltx_ray/engine/real_size.py``: nothing downloaded, nothing but the 1 GB upsampler written)
@@ -29,7 +32,7 @@ Configurations, most important first (``gpu_configs.plan``), stopping to start n
   4. 768x512x121 at queue depth (N jobs, two in flight on one JobRunner), then with a per-row LoRA;
   5. the other models' 768x512x121 and 1080p; then 1080p at queue depth and the guided recipe.
 Per configuration (per clip): ``s_per_clip``, ``clips_per_gpu_hour``, ``stage_seconds`` (text
-encode, denoise per stage, upsample, VAE decode, audio decode, mux, other), ``s_per_step``,
+encode, denoise per stage, upsample, VAE decode, audio decode, gc, mux, other), ``s_per_step``,
 ``mfu`` (FLOPs of every transformer call, counted per call shape with ``torch.utils.flop_counter``,
 over the denoise seconds, against the card's dense bf16 peak), passes per step as run (a guided
 step: CFG batch 2 + STG + modality = 4), ``peak_gpu_gib``, ``peak_host_gib``. Logs go to stderr;

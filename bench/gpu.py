@@ -127,6 +127,7 @@ class Session:
         self.args, self.device, self.result, self.out, self.estimates, self.deadline = (
             args, device, result, out, estimates, deadline)
         self.model = None
+        self.unloadable: dict[str, str] = {}  # model -> why it did not build (not tried again)
 
     def run(self, index: int, config, scale: str) -> None:
         from bench.gpu_configs import lever_problem
@@ -135,6 +136,9 @@ class Session:
         problem = lever_problem(config.lever, self.device) if config.lever else None
         if problem:
             self._record(not_measured(config, "skipped", problem), None)
+            return
+        if config.model in self.unloadable:
+            self._record(not_measured(config, "not_run", f"{config.model} did not load: {self.unloadable[config.model]}"), None)
             return
         late = self._over_budget(config, scale)
         if late:
@@ -157,6 +161,10 @@ class Session:
         finally:
             if self.model is not None:
                 self.model.after(config)
+        if self.model is None:
+            from bench.gpu_models import free_device
+
+            free_device(self.device)  # what a build that failed had allocated
         self._record(outcome, job)
 
     def _over_budget(self, config, scale: str) -> str | None:
@@ -189,10 +197,15 @@ class Session:
             self.model.close()
             self.model = None
         log(f"building {name} on {self.device}")
-        self.model = BenchModel(name, device=self.device, dtype=self.result["dtype"], offload=self.args.offload,
-                                shrink=self.args.shrink)
-        start = time.perf_counter()
-        self.model.engine("distilled", {})  # a folder model loads here
+        try:
+            self.model = BenchModel(name, device=self.device, dtype=self.result["dtype"], offload=self.args.offload,
+                                    shrink=self.args.shrink)
+            start = time.perf_counter()
+            self.model.engine("distilled", {})  # a folder model loads here
+        except Exception as exc:
+            self.unloadable[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            self.close()
+            raise
         load_s = self.model.load_s + time.perf_counter() - start
         self.estimates.load_s = max(self.estimates.load_s or 0.0, load_s)
         entry = self.result["models"].setdefault(name, {

@@ -169,11 +169,7 @@ class BenchModel:
         return time.perf_counter() - start
 
     def free(self) -> None:
-        import torch
-
-        gc.collect()
-        if self.torch_device.type == "cuda":
-            torch.cuda.empty_cache()
+        free_device(self.device)
 
     def close(self) -> None:
         """Drop every engine and module, so the next model has the card (and the companions' folder)."""
@@ -182,3 +178,12 @@ class BenchModel:
             shutil.rmtree(self.folder, ignore_errors=True)
         self.components = None
         self.free()
+
+
+def free_device(device: str) -> None:
+    """Collect what is no longer referenced and give the card back the memory it held."""
+    import torch
+
+    gc.collect()
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()

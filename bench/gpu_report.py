@@ -31,6 +31,7 @@ class ConfigResult(BaseModel):
     profile: str | None = None
     clips: int = 0
     in_flight: int = 1
+    lora: bool = Field(default=False, description="each clip applied a per-row LoRA")
     s_per_clip: float | None = Field(default=None, description="wall seconds / clips (with two in flight, overlapped)")
     clips_per_gpu_hour: float | None = Field(default=None, description="3600 / s_per_clip")
     speedup: float | None = Field(default=None, description="the baseline's s_per_clip / this one's")
@@ -55,7 +56,7 @@ class ConfigResult(BaseModel):
 def not_measured(config: Config, status: str, reason: str) -> ConfigResult:
     return ConfigResult(name=config.name, model=config.model, recipe=config.recipe, size=config.geometry.label,
                         lever=config.lever.name if config.lever else None, baseline=config.baseline, status=status,
-                        reason=reason, in_flight=config.in_flight)
+                        reason=reason, in_flight=config.in_flight, lora=config.lora)
 
 
 def summarize(config: Config, jobs: list, rows: list, wall: float, clock, flops: int, peaks, peak_tflops: float | None,
@@ -74,7 +75,7 @@ def summarize(config: Config, jobs: list, rows: list, wall: float, clock, flops:
     return ConfigResult(
         name=config.name, model=config.model, recipe=config.recipe, size=config.geometry.label,
         lever=config.lever.name if config.lever else None, baseline=config.baseline, status="ok",
-        profile=jobs[0].profile, clips=n, in_flight=config.in_flight,
+        profile=jobs[0].profile, clips=n, in_flight=config.in_flight, lora=config.lora,
         s_per_clip=round(s_per_clip, 4), clips_per_gpu_hour=round(3600 / s_per_clip, 2),
         s_per_step={s: round(clock.seconds[s] / clock.steps[s], 4) for s in denoise},
         mfu=round(flops / denoise_s / (peak_tflops * 1e12), 4) if peak_tflops and denoise_s else None,
@@ -116,7 +117,7 @@ class Estimates:
         self.references: dict[str, tuple[ConfigResult, object, float]] = {}  # model -> result, its job, attention_tokens
 
     def measured(self, model: str, result: ConfigResult, job, attention_tokens: float) -> None:
-        if result.status == "ok" and result.in_flight == 1 and result.lever is None and not result.name.endswith("lora"):
+        if result.status == "ok" and result.in_flight == 1 and result.lever is None and not result.lora:
             self.references.setdefault(model, (result, job, attention_tokens))
 
     def clip_s(self, model: str, job) -> float | None:
@@ -125,7 +126,7 @@ class Estimates:
             return None
         result, ref_job, tokens = ref
         s = result.stage_seconds
-        fixed = s.get("text_encode", 0) + s.get("audio_decode", 0) + s.get("other", 0)
+        fixed = s.get("text_encode", 0) + s.get("audio_decode", 0) + s.get("gc", 0) + s.get("other", 0)
         denoise = s.get("denoise_1", 0) + s.get("denoise_2", 0)
         by_pixels = s.get("vae_decode", 0) + s.get("mux", 0) + s.get("upsample", 0)
         pixels = job.width * job.height * job.num_frames / (ref_job.width * ref_job.height * ref_job.num_frames)

@@ -239,3 +239,13 @@ def test_the_gpu_benchmark_runs_real_size_ltx_2_0_distilled_on_the_card(tmp_path
     assert c["status"] == "ok" and c["s_per_clip"] > 0 and c["passes_per_step"] == {"denoise_1": 1.0}
     assert c["peak_gpu_gib"] > 35 and (c["mfu"] is None or 0 < c["mfu"] < 1)
     print(json.dumps(c, indent=1))
+
+
+def test_a_model_that_does_not_load_fails_its_first_configuration_and_its_others_say_why_they_did_not_run(tmp_path, capsys):
+    from bench import gpu
+
+    gpu.main(["--device", "cpu", "--models", str(tmp_path / "no-such-model"), "--json", "--out", str(tmp_path / "clips")])
+    configs = list(last_json_line(capsys.readouterr().out)["configs"].values())
+    assert configs[0]["status"] == "failed" and "ModelNotFound" in configs[0]["reason"]
+    rest = [c for c in configs[1:] if not c["lever"]]
+    assert rest and all(c["status"] == "not_run" and "did not load: ModelNotFound" in c["reason"] for c in rest)

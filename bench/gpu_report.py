@@ -25,6 +25,7 @@ class ConfigResult(BaseModel):
     recipe: str
     size: str
     lever: str | None = None
+    note: str | None = Field(default=None, description="what the lever is")
     baseline: str | None = Field(default=None, description="the configuration with this one's lever off")
     status: Literal["ok", "failed", "skipped", "not_run"]
     reason: str | None = Field(default=None, description="why it was skipped, not run, or failed")
@@ -55,7 +56,8 @@ class ConfigResult(BaseModel):
 
 def not_measured(config: Config, status: str, reason: str) -> ConfigResult:
     return ConfigResult(name=config.name, model=config.model, recipe=config.recipe, size=config.geometry.label,
-                        lever=config.lever.name if config.lever else None, baseline=config.baseline, status=status,
+                        lever=config.lever.name if config.lever else None, note=config.lever.note if config.lever else None,
+                        baseline=config.baseline, status=status,
                         reason=reason, in_flight=config.in_flight, lora=config.lora)
 
 
@@ -74,7 +76,8 @@ def summarize(config: Config, jobs: list, rows: list, wall: float, clock, flops:
     s_per_clip = wall / n
     return ConfigResult(
         name=config.name, model=config.model, recipe=config.recipe, size=config.geometry.label,
-        lever=config.lever.name if config.lever else None, baseline=config.baseline, status="ok",
+        lever=config.lever.name if config.lever else None, note=config.lever.note if config.lever else None,
+        baseline=config.baseline, status="ok",
         profile=jobs[0].profile, clips=n, in_flight=config.in_flight, lora=config.lora,
         s_per_clip=round(s_per_clip, 4), clips_per_gpu_hour=round(3600 / s_per_clip, 2),
         s_per_step={s: round(clock.seconds[s] / clock.steps[s], 4) for s in denoise},

@@ -85,22 +85,54 @@ def load_pipeline(root: Path, profile: ModelProfile, dtype: torch.dtype, plan: P
         load_enhancer(pipe, str(enhancer), profile, dtype)
         if getattr(pipe, "prompt_enhancer", None) is not None:
             modules["prompt_enhancer"] = pipe.prompt_enhancer
-            if resident:
-                pipe.prompt_enhancer.to(plan.devices.get("prompt_enhancer", plan.execution_device))
+    _apply(pipe, plan)
+    return pipe
+
+
+def place_built(pipe, device: torch.device, offload: OffloadMode, dtype: torch.dtype, *, upsampler: Path | None,
+                distilled_lora: str | None) -> Placement:
+    """The plan of a pipeline built on its card already (bench/gpu.py's random real-size weights,
+    engine/real_size.py), applied: what its modules hold on a card counts as room there."""
+    from ltx_ray.engine.placement import device_room
+
+    modules = _modules(pipe)
+    size = torch.tensor([], dtype=dtype).element_size()
+    sizes = {n: sum(p.numel() * p.element_size() for p in m.parameters()) for n, m in modules.items()}
+    if distilled_lora:
+        sizes["transformer"] += sum(math.prod(s) for s in header_shapes(Path(distilled_lora)).values()) * size
+    if upsampler is not None:
+        sizes["latent_upsampler"] = folder_params(upsampler) * size
+    if device.type != "cuda":
+        plan = make_plan(sizes, device, offload)
+    else:
+        plan = plan_placement(sizes, device_room(modules), offload=offload)
+    _apply(pipe, plan)
+    return plan
+
+
+def _modules(pipe) -> dict[str, torch.nn.Module]:
+    return {n: m for n, m in pipe.components.items() if isinstance(m, torch.nn.Module)}
+
+
+def _apply(pipe, plan: Placement) -> None:
+    """Each module onto its planned device (a no-op where it was loaded there), or the offload hooks."""
     if plan.offload == "model":
         pipe.enable_model_cpu_offload(device=plan.execution_device)
-    elif plan.offload == "group":
+        return
+    if plan.offload == "group":
         pipe.enable_group_offload(onload_device=torch.device(plan.execution_device), offload_device=torch.device("cpu"),
                                   offload_type="block_level", num_blocks_per_group=1, use_stream=True)
-    elif len(set(plan.devices.values()) - {"cpu"}) > 1:
-        from accelerate.hooks import AlignDevicesHook, add_hook_to_module
+        return
+    spread = len(set(plan.devices.values()) - {"cpu"}) > 1
+    for name, module in _modules(pipe).items():
+        target = plan.devices.get(name, plan.execution_device)
+        module.to(target)
+        if spread and target != "cpu":
+            from accelerate.hooks import AlignDevicesHook, add_hook_to_module
 
-        # Spread over cards: inputs move to each component's card and outputs come back, so the
-        # pipeline code runs unchanged across cards.
-        for name, module in modules.items():
-            if plan.devices.get(name, "cpu") != "cpu":
-                add_hook_to_module(module, AlignDevicesHook(execution_device=plan.devices[name], io_same_device=True))
-    return pipe
+            # Spread over cards: inputs move to each component's card and outputs come back, so
+            # the pipeline code runs unchanged across cards.
+            add_hook_to_module(module, AlignDevicesHook(execution_device=target, io_same_device=True))
 
 
 class TextEncoderVisits:

@@ -31,7 +31,7 @@ import torch
 from ltx_ray.engine.conditioning import FrameCondition, KeyframeConditionPipeline, KeyframeInContextPipeline, audio_held
 from ltx_ray.engine import retake
 from ltx_ray.engine.decode import Decoders
-from ltx_ray.engine.load import TextEncoderVisits, load_pipeline, make_plan, planned_bytes
+from ltx_ray.engine.load import TextEncoderVisits, load_pipeline, make_plan, place_built, planned_bytes
 from ltx_ray.engine.placement import OffloadMode, Placement
 from ltx_ray.engine.prompt import enhance, pick_length
 from ltx_ray.engine.prompt_cache import PromptCache
@@ -81,10 +81,13 @@ class LTX2Engine:
         distilled_lora: str | None = None,
         enhancer: str | None = None,
         attention: str = "native",
+        pipeline=None,
     ):
         """``upsampler`` / ``distilled_lora``: two-stage's companions (``ResolvedModel`` carries
         them, ``--upsampler`` / ``--distilled-lora`` included); default the profile's, in ``model_dir``.
-        ``enhancer``: the folder enhance_prompt's processor (and, for LTX-2.5, Gemma 4) load from."""
+        ``enhancer``: the folder enhance_prompt's processor (and, for LTX-2.5, Gemma 4) load from.
+        ``pipeline``: an ``LTX2Pipeline`` already built (bench/gpu.py's random real-size weights,
+        engine/real_size.py) instead of loading ``model_dir``, which then holds only the companions."""
         from diffusers import FlowMatchEulerDiscreteScheduler, LTX2ImageToVideoPipeline
         from diffusers.utils import logging as diffusers_logging
 
@@ -110,11 +113,14 @@ class LTX2Engine:
         upsampler_dir = upsampler_dir if upsampler_dir.is_dir() else None
         distilled_lora = distilled_lora if distilled_lora and Path(distilled_lora).is_file() else None
         enhancer = Path(enhancer) if enhancer and Path(enhancer) != root else None  # the model's own loads with it
-        # Planned from the files' headers, then each component loaded onto its device (engine/load.py).
-        sizes = planned_bytes(root, profile, self.dtype, upsampler=upsampler_dir, distilled_lora=distilled_lora,
-                              enhancer=enhancer)
-        self.placement = make_plan(sizes, self.device, offload)
-        base = load_pipeline(root, profile, self.dtype, self.placement, enhancer=enhancer)
+        if pipeline is None:  # planned from the files' headers, each component loaded onto its device (engine/load.py)
+            sizes = planned_bytes(root, profile, self.dtype, upsampler=upsampler_dir, distilled_lora=distilled_lora,
+                                  enhancer=enhancer)
+            self.placement = make_plan(sizes, self.device, offload)
+            base = load_pipeline(root, profile, self.dtype, self.placement, enhancer=enhancer)
+        else:  # built on its card already: placed where it lies
+            base, self.placement = pipeline, place_built(pipeline, self.device, offload, self.dtype,
+                                                         upsampler=upsampler_dir, distilled_lora=distilled_lora)
         self.text_encoder = TextEncoderVisits(base, self.placement)
         # Sigmas are passed to every call as the profile's recipe computes them
         # (schema/schedules.py); the shipped scheduler config would shift and stretch them by

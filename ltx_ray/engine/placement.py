@@ -143,6 +143,19 @@ def _text_encoder_rests(component_bytes, groups, capacity, free) -> Placement | 
     )
 
 
+def device_room(modules: dict) -> dict[str, int]:
+    """Free bytes on every visible card, counting what ``modules`` already hold there as room:
+    components built on the card (``LTX2Engine(pipeline=...)``) are placed, not loaded a second time."""
+    import torch
+
+    free = {f"cuda:{i}": torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())}
+    for module in modules.values():
+        for p in module.parameters():
+            if p.device.type == "cuda":
+                free[f"cuda:{p.device.index}"] += p.numel() * p.element_size()
+    return free
+
+
 def use_cpu_threads(count: int) -> None:
     """A CPU replica's share of the node's cores for torch (not just the one CPU it reserves in Ray)."""
     import torch

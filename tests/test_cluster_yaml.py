@@ -288,3 +288,35 @@ def test_every_ltx_ray_command_line_parses_with_the_real_cli(name, argv):
         # The pydantic RunConfig checks what argparse cannot (replicas >= 1, dtype, offload).
         manifests = args.manifests if isinstance(args.manifests, list) else [args.manifests]
         run_config_from_args(args, manifests)
+
+
+def _gpu_pods(node):
+    """Every pod spec under ``node`` whose container asks for a GPU."""
+    if isinstance(node, dict):
+        containers = node.get("containers")
+        if isinstance(containers, list) and any("nvidia.com/gpu" in (c.get("resources", {}).get("limits") or {})
+                                                for c in containers):
+            yield node
+        for value in node.values():
+            yield from _gpu_pods(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _gpu_pods(value)
+
+
+def _gib(quantity: str) -> float:
+    return float(quantity.removesuffix("Gi"))
+
+
+def test_gpu_pods_have_the_host_memory_a_replica_needs_and_a_bounded_shm():
+    """What the comment beside each GPU pod adds up (a text encoder resting on the host on an
+    80 GB card, torch/CUDA, a 4K x 241 clip's frames at 1.5x, Ray's /dev/shm) must fit its limit,
+    and /dev/shm, which counts against it, must be bounded."""
+    pods = [pod for path in sorted((REPO / "cluster").glob("*.yaml")) for doc in docs(path) for pod in _gpu_pods(doc)]
+    assert len(pods) == 4
+    for pod in pods:
+        resources = pod["containers"][0]["resources"]
+        assert resources["requests"]["memory"] == resources["limits"]["memory"]  # Guaranteed QoS: not evicted first
+        shm = next(v["emptyDir"] for v in pod["volumes"] if v["name"] == "dshm")
+        need = 22.7 + 6 + 3840 * 2160 * 3 * 241 * 1.5 / 2**30 + _gib(shm["sizeLimit"])
+        assert _gib(resources["limits"]["memory"]) >= need

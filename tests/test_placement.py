@@ -168,3 +168,32 @@ def test_the_engine_asks_the_vae_and_audio_vae_cards_for_their_inputs(tiny_model
     engine.generate(ManifestRow(job_id="a", prompt="p", audio_uri="v.wav", **small).resolve(tiny_model.profile),
                     JobInputs(audio=track, audio_rate=24000))
     assert asked == ["audio_vae"]
+
+
+@pytest.mark.e2e
+def test_group_offload_streams_the_text_encoder_by_its_decoder_layers_not_as_one_group(tiny_model):
+    """diffusers' block level alone makes Gemma one group (its layers sit at
+    model.language_model.layers): the whole 22.7 GiB encoder on the card at once."""
+    import torch
+    from diffusers import LTX2Pipeline
+    from diffusers.hooks.group_offloading import _GROUP_OFFLOADING
+
+    from ltx_ray.engine.load import group_offload
+
+    pipe = LTX2Pipeline.from_pretrained(tiny_model.path)
+    before = pipe.encode_prompt("a red fox", do_classifier_free_guidance=False, device="cpu")[0]
+    group_offload(pipe, torch.device("cpu"))  # the CPU as the card: the grouping is the same
+    encoder = pipe.text_encoder
+    groups = {}
+    for module in encoder.modules():
+        registry = getattr(module, "_diffusers_hook", None)
+        hook = registry.get_hook(_GROUP_OFFLOADING) if registry is not None else None
+        if hook is not None:
+            groups[id(hook.group)] = hook.group
+    layers = encoder.model.language_model.layers
+    owner = {id(m): gid for gid, g in groups.items() for m in g.modules}
+    assert len({owner[id(layer)] for layer in layers}) == len(layers)  # one group per decoder layer
+    total = sum(p.numel() for p in encoder.parameters())
+    assert max(sum(p.numel() for m in g.modules for p in m.parameters()) for g in groups.values()) < total / 2
+    after = pipe.encode_prompt("a red fox", do_classifier_free_guidance=False, device="cpu")[0]
+    assert torch.equal(before, after)

@@ -110,6 +110,23 @@ def place_built(pipe, device: torch.device, offload: OffloadMode, dtype: torch.d
     return plan
 
 
+def group_offload(pipe, device: torch.device) -> None:
+    """``--offload group``: layers stream to ``device`` one block at a time. diffusers' block level
+    groups the ModuleLists that are a model's direct children: right for its own models (the
+    DiT's ``transformer_blocks``), but a transformers Gemma keeps its layers at
+    ``model.language_model.layers``, so the whole 22.7 GiB encoder would be one group. Those
+    are grouped by their decoder layers instead (``block_modules`` leads the way down)."""
+    from diffusers.hooks import apply_group_offloading
+    from transformers import PreTrainedModel
+
+    options = dict(onload_device=device, offload_device=torch.device("cpu"), offload_type="block_level",
+                   num_blocks_per_group=1, use_stream=device.type == "cuda")
+    nested = [name for name, module in _modules(pipe).items() if isinstance(module, PreTrainedModel)]
+    pipe.enable_group_offload(**options, exclude_modules=nested)
+    for name in nested:
+        apply_group_offloading(getattr(pipe, name), **options, block_modules=["model", "language_model"])
+
+
 def _modules(pipe) -> dict[str, torch.nn.Module]:
     return {n: m for n, m in pipe.components.items() if isinstance(m, torch.nn.Module)}
 
@@ -120,8 +137,7 @@ def _apply(pipe, plan: Placement) -> None:
         pipe.enable_model_cpu_offload(device=plan.execution_device)
         return
     if plan.offload == "group":
-        pipe.enable_group_offload(onload_device=torch.device(plan.execution_device), offload_device=torch.device("cpu"),
-                                  offload_type="block_level", num_blocks_per_group=1, use_stream=True)
+        group_offload(pipe, torch.device(plan.execution_device))
         return
     spread = len(set(plan.devices.values()) - {"cpu"}) > 1
     for name, module in _modules(pipe).items():

@@ -119,8 +119,8 @@ class Stages:
                     "add LTX-2's x2 spatial upsampler there or set two_stage false"
                 )
             # Beside the VAE: the upsample pipeline denormalises with the VAE's statistics on its card.
-            model = LTX2LatentUpsamplerModel.from_pretrained(self.upsampler_dir, torch_dtype=self.dtype).to(
-                self.placement.input_device("vae"))
+            model = LTX2LatentUpsamplerModel.from_pretrained(self.upsampler_dir, torch_dtype=self.dtype,
+                                                             device_map={"": self.placement.input_device("vae")})
             self._upsample_pipe = LTX2LatentUpsamplePipeline(vae=self.base.vae, latent_upsampler=model)
             self._upsample_pipe.set_progress_bar_config(disable=True)
         return self._upsample_pipe(latents=latents, output_type="latent").frames

@@ -110,10 +110,11 @@ def stream_decode(vae, z: torch.Tensor, temb: torch.Tensor | None, out: np.ndarr
             if end > start:
                 out[start:end, top:top + h, left:left + w] = frames[: end - start].cpu().numpy()
             part = piece[:, :, -blend_t:]
-            if new_tail is None:
-                new_tail = part.new_empty(*part.shape[:3], out.shape[1], out.shape[2])
+            if new_tail is None:  # pieces do not overlap: each region of the tail is read, then
+                same = tail is not None and tail.shape[2] == part.shape[2]  # overwritten in place
+                new_tail = tail if same else part.new_empty(*part.shape[:3], out.shape[1], out.shape[2])
             new_tail[:, :, :, top:top + h, left:left + w] = part
-            del piece, frames
+            del piece, frames, part  # the tile goes before the next one is decoded
         tail = new_tail
         start += stride + (1 if k == 0 else 0)
         if start >= total:

@@ -32,9 +32,9 @@ def test_the_commands_take_each_lever_as_a_flag_unset_meaning_the_profiles(tmp_p
     parser, _ = build_parser()
     args = parser.parse_args(["run", "m.parquet", "--out", str(tmp_path), "--compile", "--quantize", "fp8"])
     config = run_config_from_args(args, ["m.parquet"])
-    assert config.lever_flags() == {"compile": True, "quantize": "fp8"}
-    serve = serve_args_from_cli(parser.parse_args(["serve", "--store", str(tmp_path), "--no-compile"]))
-    assert serve.lever_flags() == {"compile": False, "quantize": None}
+    assert config.lever_flags() == {"compile": True, "quantize": "fp8", "fuse_stage2_lora": None}
+    serve = serve_args_from_cli(parser.parse_args(["serve", "--store", str(tmp_path), "--no-compile", "--fuse-stage2-lora"]))
+    assert serve.lever_flags() == {"compile": False, "quantize": None, "fuse_stage2_lora": True}
     assert set(LEVER_FLAGS) <= set(config.model_fields) & set(serve.model_fields)
 
 
@@ -49,11 +49,13 @@ def test_submit_hands_the_lever_flags_to_the_run_inside_the_job():
     argv = run_argv(submitted, submitted.manifests)
     assert "--no-compile" in argv and "--quantize" not in argv  # unset: not sent
     rerun = parser.parse_args(["run", *argv])
-    assert run_config_from_args(rerun, ["m.parquet"]).lever_flags() == {"compile": False, "quantize": None}
+    assert run_config_from_args(rerun, ["m.parquet"]).lever_flags() == {"compile": False, "quantize": None,
+                                                                        "fuse_stage2_lora": None}
     submitted = parser.parse_args(["submit", "m.parquet", "--out", "s3://b/out", "--address", "http://h:8265", "--compile",
                                    "--quantize", "fp8"])
     rerun = parser.parse_args(["run", *run_argv(submitted, submitted.manifests)])
-    assert run_config_from_args(rerun, ["m.parquet"]).lever_flags() == {"compile": True, "quantize": "fp8"}
+    assert run_config_from_args(rerun, ["m.parquet"]).lever_flags() == {"compile": True, "quantize": "fp8",
+                                                                        "fuse_stage2_lora": None}
 
 
 def test_fp8_is_refused_before_any_replica_off_a_cuda_bfloat16_run():
@@ -66,7 +68,7 @@ def test_fp8_is_refused_before_any_replica_off_a_cuda_bfloat16_run():
             check_levers(Levers(quantize="fp8"), "cuda", "bfloat16")
     else:
         check_levers(Levers(quantize="fp8"), "cuda", "bfloat16")
-    check_levers(Levers(compile=True), "cpu", "float32")
+    check_levers(Levers(compile=True, fuse_stage2_lora=True), "cpu", "float32")
 
 
 def test_a_replica_refuses_fp8_on_a_card_without_float8_tensor_cores_naming_it():
@@ -117,12 +119,13 @@ def test_the_sidecar_records_the_levers_a_replica_ran_with_and_what_they_did(tin
     from ltx_ray.job.build import RunnerSpec, build_runner
     from ltx_ray.schema.manifest import ManifestRow
 
-    runner = build_runner(RunnerSpec(model="tiny", out=str(tmp_path), run_id="levers", quantize="none"))
-    job = ManifestRow(job_id="a", prompt="a lamp", width=128, height=64, num_frames=9, seed=1, steps=2).resolve(
-        runner.model.profile)
+    runner = build_runner(RunnerSpec(model="tiny", out=str(tmp_path), run_id="levers", fuse_stage2_lora=True))
+    job = ManifestRow(job_id="pro", prompt="a lamp", width=128, height=64, num_frames=9, seed=1, steps=2,
+                      two_stage=True).resolve(runner.model.profile)
     assert runner.run(job).status == "succeeded"
-    sidecar = json.loads((tmp_path / "a.json").read_text())
-    assert sidecar["model"]["levers"] == {"compile": False, "quantize": "none"}
+    sidecar = json.loads((tmp_path / "pro.json").read_text())
+    assert sidecar["model"]["levers"] == {"compile": False, "quantize": "none", "fuse_stage2_lora": True}
+    assert sidecar["generation"]["stages"][1]["lora_fused"] is True
 
 
 def _cpp_compiler() -> bool:

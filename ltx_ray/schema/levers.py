@@ -1,7 +1,7 @@
 """The speed levers (issue 16): how a replica makes the same generation faster.
 
 A profile carries its defaults (``ModelProfile.levers``, all off in the shipped profiles);
-``--compile`` / ``--quantize`` (``RunConfig``,
+``--compile`` / ``--quantize`` / ``--fuse-stage2-lora`` (``RunConfig``,
 ``ServeArgs``) override them for a run or a server; the replica records the values it ran
 with in every sidecar (``model.levers``). ``--attention`` is another lever, older than this
 module (``job/build.py``).
@@ -22,6 +22,8 @@ COMPILE_HELP = ("torch.compile the transformer's repeated blocks (regional compi
 QUANTIZE_HELP = ("fp8: the transformer blocks' attention and feed-forward linears in float8 (torchao, per-row "
                  "scales, float8 activations too); needs a CUDA GPU of compute capability 8.9 or newer (L4, L40S, "
                  "H100, H200, B200) and --dtype bfloat16; anything else is a fatal error before any row")
+FUSE_HELP = ("fuse the stage-2 LoRAs into the transformer's weights while stage 2 runs (no LoRA matmuls there), "
+             "then put the saved weights back, so the next row runs the base weights bit for bit")
 
 
 class Levers(BaseModel):
@@ -32,6 +34,7 @@ class Levers(BaseModel):
 
     compile: bool = Field(default=False, description=COMPILE_HELP)
     quantize: Quantize = Field(default="none", description=QUANTIZE_HELP)
+    fuse_stage2_lora: bool = Field(default=False, description=FUSE_HELP)
 
 
 def _unset(help_text: str) -> str:
@@ -43,6 +46,7 @@ class LeverFlags(BaseModel):
 
     compile: bool | None = Field(default=None, description=_unset(COMPILE_HELP))
     quantize: Quantize | None = Field(default=None, description=_unset(QUANTIZE_HELP))
+    fuse_stage2_lora: bool | None = Field(default=None, description=_unset(FUSE_HELP))
 
     def lever_flags(self) -> dict:
         """The settings by name (to hand on to a ``RunnerSpec``)."""

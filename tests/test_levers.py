@@ -1,5 +1,6 @@
 """The speed levers (issue 16): --compile and --quantize fp8, their flags over the profile's
-values, the refusals before any row, and compiled frames against eager ones on the CPU."""
+values, the refusals before any row, and compiled frames against eager ones on the CPU.
+(The per-row levers: tests/test_fused_lora.py, tests/test_batched_guidance.py.)"""
 
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ from ltx_ray.schema.profiles import PROFILES
 
 def test_a_profile_carries_the_levers_and_a_flag_given_overrides_it():
     assert all(p.levers == Levers() for p in PROFILES.values())  # every shipped profile: all off
-    profile = Levers(compile=True)
+    profile = Levers(compile=True, batch_guidance=True)
     assert LeverFlags().levers(profile) == profile  # no flag: the profile's
-    assert LeverFlags(quantize="fp8").levers(profile) == Levers(compile=True, quantize="fp8")
-    assert LeverFlags(compile=False).levers(profile) == Levers(compile=False)
+    got = LeverFlags(compile=False, quantize="fp8").levers(profile)
+    assert got == Levers(compile=False, quantize="fp8", batch_guidance=True)
 
 
 def test_the_commands_take_each_lever_as_a_flag_unset_meaning_the_profiles(tmp_path):
@@ -30,11 +31,12 @@ def test_the_commands_take_each_lever_as_a_flag_unset_meaning_the_profiles(tmp_p
     from ltx_ray.commands.serve import serve_args_from_cli
 
     parser, _ = build_parser()
-    args = parser.parse_args(["run", "m.parquet", "--out", str(tmp_path), "--compile", "--quantize", "fp8"])
+    args = parser.parse_args(["run", "m.parquet", "--out", str(tmp_path), "--compile", "--quantize", "fp8",
+                              "--no-fuse-stage2-lora"])
     config = run_config_from_args(args, ["m.parquet"])
-    assert config.lever_flags() == {"compile": True, "quantize": "fp8", "fuse_stage2_lora": None}
-    serve = serve_args_from_cli(parser.parse_args(["serve", "--store", str(tmp_path), "--no-compile", "--fuse-stage2-lora"]))
-    assert serve.lever_flags() == {"compile": False, "quantize": None, "fuse_stage2_lora": True}
+    assert config.lever_flags() == {"compile": True, "quantize": "fp8", "fuse_stage2_lora": False, "batch_guidance": None}
+    serve = serve_args_from_cli(parser.parse_args(["serve", "--store", str(tmp_path), "--batch-guidance"]))
+    assert serve.lever_flags() == {"compile": None, "quantize": None, "fuse_stage2_lora": None, "batch_guidance": True}
     assert set(LEVER_FLAGS) <= set(config.model_fields) & set(serve.model_fields)
 
 
@@ -45,17 +47,12 @@ def test_submit_hands_the_lever_flags_to_the_run_inside_the_job():
 
     parser, _ = build_parser()
     submitted = parser.parse_args(["submit", "m.parquet", "--out", "s3://b/out", "--address", "http://h:8265",
-                                   "--no-compile"])
+                                   "--compile", "--no-batch-guidance", "--quantize", "fp8"])
     argv = run_argv(submitted, submitted.manifests)
-    assert "--no-compile" in argv and "--quantize" not in argv  # unset: not sent
+    assert {"--compile", "--no-batch-guidance"} <= set(argv) and not any("fuse" in a for a in argv)  # unset: not sent
     rerun = parser.parse_args(["run", *argv])
-    assert run_config_from_args(rerun, ["m.parquet"]).lever_flags() == {"compile": False, "quantize": None,
-                                                                        "fuse_stage2_lora": None}
-    submitted = parser.parse_args(["submit", "m.parquet", "--out", "s3://b/out", "--address", "http://h:8265", "--compile",
-                                   "--quantize", "fp8"])
-    rerun = parser.parse_args(["run", *run_argv(submitted, submitted.manifests)])
-    assert run_config_from_args(rerun, ["m.parquet"]).lever_flags() == {"compile": True, "quantize": "fp8",
-                                                                        "fuse_stage2_lora": None}
+    assert run_config_from_args(rerun, ["m.parquet"]).lever_flags() == {
+        "compile": True, "quantize": "fp8", "fuse_stage2_lora": None, "batch_guidance": False}
 
 
 def test_fp8_is_refused_before_any_replica_off_a_cuda_bfloat16_run():
@@ -68,7 +65,7 @@ def test_fp8_is_refused_before_any_replica_off_a_cuda_bfloat16_run():
             check_levers(Levers(quantize="fp8"), "cuda", "bfloat16")
     else:
         check_levers(Levers(quantize="fp8"), "cuda", "bfloat16")
-    check_levers(Levers(compile=True, fuse_stage2_lora=True), "cpu", "float32")
+    check_levers(Levers(compile=True, fuse_stage2_lora=True, batch_guidance=True), "cpu", "float32")
 
 
 def test_a_replica_refuses_fp8_on_a_card_without_float8_tensor_cores_naming_it():
@@ -119,13 +116,16 @@ def test_the_sidecar_records_the_levers_a_replica_ran_with_and_what_they_did(tin
     from ltx_ray.job.build import RunnerSpec, build_runner
     from ltx_ray.schema.manifest import ManifestRow
 
-    runner = build_runner(RunnerSpec(model="tiny", out=str(tmp_path), run_id="levers", fuse_stage2_lora=True))
+    runner = build_runner(RunnerSpec(model="tiny", out=str(tmp_path), run_id="levers", fuse_stage2_lora=True,
+                                     batch_guidance=False))
     job = ManifestRow(job_id="pro", prompt="a lamp", width=128, height=64, num_frames=9, seed=1, steps=2,
                       two_stage=True).resolve(runner.model.profile)
     assert runner.run(job).status == "succeeded"
     sidecar = json.loads((tmp_path / "pro.json").read_text())
-    assert sidecar["model"]["levers"] == {"compile": False, "quantize": "none", "fuse_stage2_lora": True}
+    assert sidecar["model"]["levers"] == {"compile": False, "quantize": "none", "fuse_stage2_lora": True,
+                                          "batch_guidance": False}
     assert sidecar["generation"]["stages"][1]["lora_fused"] is True
+    assert "stg_batched" not in sidecar["generation"]["stages"][0]
 
 
 def _cpp_compiler() -> bool:

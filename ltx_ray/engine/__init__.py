@@ -2,8 +2,8 @@
 
 ``types`` (Clip, JobInputs, the Engine protocol) is torch-free so the layers above can name
 them; ``ltx2`` loads an LTX-2 once and generates clips; ``stages`` denoises (one or two
-stages), ``segments`` chains long videos, ``lora`` applies per-row LoRAs, ``levers`` applies
-the load-time speed levers (fp8, compile), ``placement``
+stages), ``segments`` chains long videos, ``lora`` applies per-row LoRAs, ``levers`` and
+``guidance`` are the speed levers (fp8, compile; batched guidance), ``placement``
 spreads components over a replica's GPUs, ``weights`` finds the weights, ``tiny_model``
 makes the embedded default and ``twins`` tiny twins of each real generation (LTX-2.0 / 2.3 / 2.5).
 

@@ -1,8 +1,8 @@
 """The transformer's load-time speed levers (issue 16): fp8 weights, then regional compile.
 
 Applied once to each DiT a replica loads (``LTX2Engine``, and a row's other variant), after it
-is placed on its card. The per-row levers live with what they change: the stage-2 LoRA fused
-while stage 2 runs (``lora.LoraCache.fused``).
+is placed on its card. The other two levers act per row: the stage-2 LoRA fused while stage
+2 runs (``lora.LoraCache.fused``) and the guidance passes batched (``guidance.batched_stg``).
 
 - ``--quantize fp8``: torchao's float8 dynamic activation + float8 weight, per-row scales
   (``Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())``), on the linears

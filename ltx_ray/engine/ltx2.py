@@ -132,7 +132,7 @@ class LTX2Engine:
         self.attention = attention  # diffusers' dispatcher: flash / sage kernels (batch.run.check_attention)
         if attention != "native":
             base.transformer.set_attention_backend(attention)
-        self._levers = levers or profile.levers  # fp8 / compile now (engine/levers.py); the per-row ones in Stages
+        self._levers = levers or profile.levers  # fp8 / compile now (engine/levers.py); the per-row two in Stages
         self.levers = apply_levers(base.transformer, self._levers, self.placement.input_device("transformer"))
         # from_pipe without a dtype casts the shared modules to float32 (diffusers#12754).
         self._pipes = {

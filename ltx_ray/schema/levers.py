@@ -1,9 +1,9 @@
 """The speed levers (issue 16): how a replica makes the same generation faster.
 
 A profile carries its defaults (``ModelProfile.levers``, all off in the shipped profiles);
-``--compile`` / ``--quantize`` / ``--fuse-stage2-lora`` (``RunConfig``,
+``--compile`` / ``--quantize`` / ``--fuse-stage2-lora`` / ``--batch-guidance`` (``RunConfig``,
 ``ServeArgs``) override them for a run or a server; the replica records the values it ran
-with in every sidecar (``model.levers``). ``--attention`` is another lever, older than this
+with in every sidecar (``model.levers``). ``--attention`` is the fifth lever, older than this
 module (``job/build.py``).
 
 Pure data: ``ltx-ray plan`` and ``validate`` read it without torch.
@@ -24,6 +24,8 @@ QUANTIZE_HELP = ("fp8: the transformer blocks' attention and feed-forward linear
                  "H100, H200, B200) and --dtype bfloat16; anything else is a fatal error before any row")
 FUSE_HELP = ("fuse the stage-2 LoRAs into the transformer's weights while stage 2 runs (no LoRA matmuls there), "
              "then put the saved weights back, so the next row runs the base weights bit for bit")
+BATCH_HELP = ("run the spatio-temporal guidance pass in the same transformer call as the conditional (and "
+              "classifier-free) pass, as one batch; modality-isolation guidance stays a call of its own")
 
 
 class Levers(BaseModel):
@@ -35,6 +37,7 @@ class Levers(BaseModel):
     compile: bool = Field(default=False, description=COMPILE_HELP)
     quantize: Quantize = Field(default="none", description=QUANTIZE_HELP)
     fuse_stage2_lora: bool = Field(default=False, description=FUSE_HELP)
+    batch_guidance: bool = Field(default=False, description=BATCH_HELP)
 
 
 def _unset(help_text: str) -> str:
@@ -47,9 +50,10 @@ class LeverFlags(BaseModel):
     compile: bool | None = Field(default=None, description=_unset(COMPILE_HELP))
     quantize: Quantize | None = Field(default=None, description=_unset(QUANTIZE_HELP))
     fuse_stage2_lora: bool | None = Field(default=None, description=_unset(FUSE_HELP))
+    batch_guidance: bool | None = Field(default=None, description=_unset(BATCH_HELP))
 
     def lever_flags(self) -> dict:
-        """The settings by name (to hand on to a ``RunnerSpec``)."""
+        """The four settings by name (to hand on to a ``RunnerSpec``)."""
         return {name: getattr(self, name) for name in LeverFlags.model_fields}
 
     def levers(self, defaults: Levers) -> Levers:

@@ -128,6 +128,13 @@ def test_the_sidecar_records_the_levers_a_replica_ran_with_and_what_they_did(tin
     assert "stg_batched" not in sidecar["generation"]["stages"][0]
 
 
+def test_an_operators_own_inductor_cache_folder_is_kept(monkeypatch, tmp_path):
+    from ltx_ray.engine.levers import COMPILE_CACHE_ENV, use_compile_cache
+
+    monkeypatch.setenv(COMPILE_CACHE_ENV, str(tmp_path / "mine"))
+    assert use_compile_cache() == str(tmp_path / "mine") == os.environ[COMPILE_CACHE_ENV]
+
+
 def _cpp_compiler() -> bool:
     return any(shutil.which(c) for c in ("g++", "clang++", "c++")) or bool(os.environ.get("CXX"))
 
@@ -146,13 +153,15 @@ def test_compiled_blocks_give_eager_frames_and_a_new_size_compiles_nothing_more(
     import torch._inductor.config
     from torch._dynamo.utils import counters
 
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
     from ltx_ray.engine.levers import COMPILE_CACHE_ENV, compile_cache_dir
     from ltx_ray.engine.ltx2 import LTX2Engine
     from ltx_ray.engine.types import JobInputs
     from ltx_ray.schema.manifest import ManifestRow
 
-    monkeypatch.setenv(COMPILE_CACHE_ENV, "-")  # so that teardown puts the variable back as it was
-    monkeypatch.delenv(COMPILE_CACHE_ENV)
+    # As in every replica: importing diffusers made inductor fill the variable with torch's default.
+    monkeypatch.setenv(COMPILE_CACHE_ENV, default_cache_dir())
     torch._dynamo.reset()
     compiled = LTX2Engine(tiny_model.path, device="cpu", dtype="float32", profile=tiny_model.profile,
                           levers=Levers(compile=True))

@@ -14,7 +14,8 @@ is placed on its card. The other two levers act per row: the stage-2 LoRA fused 
   ``LTX2VideoTransformerBlock``): one compiled graph serves every block, ``dynamic=True`` so a
   new token count (another size or length) does not compile again. Inductor's cache goes
   under the model cache (``LTX_RAY_CACHE``, the volume the replicas share), so a later
-  replica loads the kernels instead of building them, unless TORCHINDUCTOR_CACHE_DIR is set.
+  replica loads the kernels instead of building them, unless an operator set
+  TORCHINDUCTOR_CACHE_DIR (``use_compile_cache``).
 """
 
 from __future__ import annotations
@@ -84,10 +85,21 @@ def compile_cache_dir() -> Path:
 def compile_blocks(transformer: torch.nn.Module, device: torch.device) -> str:
     """Regional compile of the repeated blocks; the inductor cache folder it uses."""
     check_compilers(device)
-    # setdefault: an operator's own TORCHINDUCTOR_CACHE_DIR wins.
-    cache = os.environ.setdefault(COMPILE_CACHE_ENV, str(compile_cache_dir()))
+    cache = use_compile_cache()
     transformer.compile_repeated_blocks(dynamic=True)
     return cache
+
+
+def use_compile_cache() -> str:
+    """Point inductor's cache (TORCHINDUCTOR_CACHE_DIR, read at every use) at the model cache,
+    unless an operator set it. Importing inductor (diffusers does) fills the variable with
+    torch's default, /tmp/torchinductor_<user>, so that value counts as unset."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    current = os.environ.get(COMPILE_CACHE_ENV)
+    if current is None or current == default_cache_dir():
+        os.environ[COMPILE_CACHE_ENV] = current = str(compile_cache_dir())
+    return current
 
 
 def check_compilers(device: torch.device) -> None:

@@ -204,4 +204,5 @@ def test_fp8_and_compile_on_a_cuda_card_give_frames_near_bfloat16s(tiny_model):
     assert fast.levers["fp8_linears"] > 0  # the 16-wide video linears (torchao skips the 8-wide audio ones)
     got = fast.generate(job, JobInputs()).frames.astype(float)
     want = LTX2Engine(tiny_model.path, **make).generate(job, JobInputs()).frames.astype(float)
-    assert np.isfinite(got).all() and np.abs(got - want).mean() < 8  # float8's rounding, not another video
+    # float8's rounding, not another video: the frames follow bfloat16's closely (a guess until run on a GPU).
+    assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.9

@@ -64,8 +64,7 @@ LEVERS = (
           note="--attention sage (sageattention package)"),
     Lever(name="attention=_native_cudnn", engine_kwargs={"attention": "_native_cudnn"}, undo="reset_attention",
           note="diffusers' cuDNN SDPA backend: not an --attention choice yet; here to see whether it should be"),
-    # TODO(#16): the names the levers branch gives these options (--compile, --quantize fp8); until
-    # LTX2Engine takes them they are reported as skipped.
+    # The engine's Levers (ltx_ray/schema/levers.py), given as their field names.
     Lever(name="compile", engine_kwargs={"compile": True}, undo="rebuild_transformer", compiles=True,
           note="torch.compile of the transformer blocks; dynamo is reset before it, compile time is its warm-up"),
     Lever(name="fp8", engine_kwargs={"quantize": "fp8"}, undo="rebuild_transformer", note="fp8 weights (--quantize fp8)"),
@@ -94,7 +93,9 @@ def lever_problem(lever: Lever, device: str) -> str | None:
     from ltx_ray.errors import RunFatal
     from ltx_ray.job.build import check_attention
 
-    accepted = inspect.signature(LTX2Engine.__init__).parameters
+    from ltx_ray.schema.levers import Levers
+
+    accepted = {*inspect.signature(LTX2Engine.__init__).parameters, *Levers.model_fields}
     missing = [k for k in lever.engine_kwargs if k not in accepted]
     if missing:
         return f"LTX2Engine has no {', '.join(missing)} option yet"

@@ -89,9 +89,15 @@ class BenchModel:
         """The engine for a recipe and a lever's options (made once, kept until the lever is undone)."""
         from ltx_ray.engine.ltx2 import LTX2Engine
 
+        from ltx_ray.schema.levers import Levers
+
         profile = self.profile(recipe)
         key = (profile.name, tuple(sorted(engine_kwargs.items())))
         if key not in self._engines:
+            engine_kwargs = dict(engine_kwargs)
+            levers = {k: engine_kwargs.pop(k) for k in Levers.model_fields if k in engine_kwargs}
+            if levers:  # the profile's levers with this one on
+                engine_kwargs["levers"] = profile.levers.model_copy(update=levers)
             if self.components is not None:
                 from diffusers import LTX2Pipeline
 

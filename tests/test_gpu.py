@@ -141,7 +141,7 @@ def test_the_gpu_benchmark_runs_every_configuration_of_its_plan_end_to_end_on_th
     levers = {n: c for n, c in configs.items() if c["lever"]}
     assert levers and all(c["status"] == "skipped" and c["reason"] for c in levers.values())
     assert "CUDA" in levers["tiny distilled 256x160x9 attention=flash"]["reason"]
-    assert "no compile option" in levers["tiny distilled 256x160x9 compile"]["reason"]
+    assert "CUDA" in levers["tiny distilled 256x160x9 compile"]["reason"]  # on a CPU the compile test covers it
     ok = {n: c for n, c in configs.items() if c["status"] == "ok"}
     assert len(ok) == len(configs) - len(levers)
     for name, c in ok.items():

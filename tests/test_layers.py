@@ -33,7 +33,7 @@ MAY_IMPORT = {
 }
 # torch and the libraries built on it load only in the engine (and in doctor, which checks
 # that they load).
-MODEL_LIBRARIES = {"torch", "torchaudio", "diffusers", "transformers", "peft", "accelerate"}
+MODEL_LIBRARIES = {"torch", "torchaudio", "diffusers", "transformers", "peft", "accelerate", "torchao"}
 MAY_IMPORT_MODEL_LIBRARIES = {"engine", "doctor"}
 
 

@@ -16,9 +16,10 @@ from pydantic import BaseModel, Field
 from ltx_ray.batch.progress import Progress
 from ltx_ray.engine.weights import check_companions, resolve_model
 from ltx_ray.errors import PrecisionError, ReplicaStartFailed
-from ltx_ray.job.build import ATTENTION_HELP, Attention, check_attention
+from ltx_ray.job.build import ATTENTION_HELP, Attention, check_attention, check_levers
 from ltx_ray.job.record import new_run_id, now
 from ltx_ray.products.report import write_report
+from ltx_ray.schema.levers import LeverFlags
 from ltx_ray.schema.profiles import default_dtype, precision_problem
 from ltx_ray.schema.job import Job
 from ltx_ray.schema.results import ResultRow, job_hash, recipe, recipe_changes
@@ -27,8 +28,8 @@ from ltx_ray.storage.results import read_results, write_result
 from ltx_ray.storage.store import OutputStore
 
 
-class RunConfig(BaseModel):
-    """Everything a run needs; the CLI and recipes build one of these."""
+class RunConfig(LeverFlags):
+    """Everything a run needs; the CLI and recipes build one of these (the speed levers' settings included)."""
 
     manifests: list[str] = Field(min_length=1, description="Parquet manifests: files, folders, globs or URIs")
     out: str = Field(description="output folder or URI (s3://, gs://, ...)")
@@ -105,6 +106,7 @@ def run(config: RunConfig, log=print) -> RunSummary:
                           enhancer=config.enhancer)
     config = config.model_copy(update={"dtype": config.dtype or default_dtype(config.device)})
     check_attention(config.attention, config.device)
+    check_levers(config.levers(model.profile.levers), config.device, config.dtype)
     if problem := precision_problem(config.dtype, model.profile):
         raise PrecisionError(problem)
     if config.model == "tiny":
@@ -258,7 +260,7 @@ def _generate_on_ray(config: RunConfig, run_id: str, jobs_uri: str, filesystem, 
             model=config.model, out=config.out, device=config.device, dtype=config.dtype, run_id=run_id, profile=config.profile,
             upsampler=config.upsampler, distilled_lora=config.distilled_lora, enhancer=config.enhancer,
             engine=config.engine, runner=config.runner,
-            offload=config.offload, attention=config.attention,
+            offload=config.offload, attention=config.attention, **config.lever_flags(),
             # On CPU a replica's torch may use its share of the node's cores, not just the
             # one CPU it reserves for Ray's scheduler (OMP_NUM_THREADS, when set, is the cap).
             torch_threads=cpu_threads(config.replicas) if config.device == "cpu" else None,

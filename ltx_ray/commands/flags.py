@@ -28,6 +28,8 @@ def add_model_flags(parser: argparse.ArgumentParser, model: type[BaseModel], nam
             kwargs["default"] = field.get_default(call_default_factory=True)
         if kind is bool and kwargs.get("default") is False:
             kwargs["action"] = "store_true"
+        elif kind is bool and kwargs.get("default") is None:  # --x / --no-x; neither: None, decided later
+            kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(kind) is list and typing.get_args(kind) == (str,):
             kwargs.update(action="append", default=None, metavar=name.upper().removesuffix("ES"))
             kwargs["help"] += " (repeat the flag for each)"

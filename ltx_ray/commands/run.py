@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from ltx_ray.schema.levers import LEVER_FLAGS
+
 # The RunConfig fields every command that starts a run (run, submit, nightly) takes as flags.
 RUN_FLAGS = ["out", "model", "device", "dtype", "profile", "upsampler", "distilled_lora", "enhancer", "address", "replicas",
-             "gpus_per_replica", "cpus_per_replica", "offload", "attention", "force", "run_id", "gpu_hour_usd"]
+             "gpus_per_replica", "cpus_per_replica", "offload", "attention", *LEVER_FLAGS, "force", "run_id", "gpu_hour_usd"]
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:

@@ -48,12 +48,16 @@ def main(args) -> int:
     from ray import serve
 
     from ltx_ray.errors import RunFatal
-    from ltx_ray.job.build import check_attention
+    from ltx_ray.job.build import check_attention, check_levers
+    from ltx_ray.schema.levers import Levers
+    from ltx_ray.schema.profiles import default_dtype
     from ltx_ray.serve.app import build_app
     from ltx_ray.serve.security import ApiKeys
 
     serve_args = serve_args_from_cli(args)
     check_attention(serve_args.attention, serve_args.device)  # before any replica starts
+    # The flags given (a profile's own levers are checked by each replica, which knows the profile).
+    check_levers(serve_args.levers(Levers()), serve_args.device, serve_args.dtype or default_dtype(serve_args.device))
     try:
         keys = ApiKeys.load([k.get_secret_value() for k in serve_args.api_keys], serve_args.api_keys_file,
                             serve_args.api_keys_env)

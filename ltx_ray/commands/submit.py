@@ -43,6 +43,8 @@ def run_argv(args, manifests: list[str]) -> list[str]:
         if action.required or value != action.default:
             if isinstance(action, argparse._StoreTrueAction):
                 argv.append(flag)
+            elif isinstance(action, argparse.BooleanOptionalAction):  # --compile / --no-compile
+                argv.append(action.option_strings[0 if value else 1])
             else:
                 argv += [flag, str(value)]
     return argv

@@ -31,6 +31,7 @@ import torch
 from ltx_ray.engine.conditioning import FrameCondition, KeyframeConditionPipeline, KeyframeInContextPipeline, audio_held
 from ltx_ray.engine import retake
 from ltx_ray.engine.decode import Decoders
+from ltx_ray.engine.levers import Levers, apply_levers
 from ltx_ray.engine.load import TextEncoderVisits, load_pipeline, make_plan, place_built, planned_bytes
 from ltx_ray.engine.placement import OffloadMode, Placement
 from ltx_ray.engine.prompt import enhance, pick_length
@@ -81,6 +82,7 @@ class LTX2Engine:
         distilled_lora: str | None = None,
         enhancer: str | None = None,
         attention: str = "native",
+        levers: Levers | None = None,
         pipeline=None,
     ):
         """``upsampler`` / ``distilled_lora``: two-stage's companions (``ResolvedModel`` carries
@@ -134,6 +136,8 @@ class LTX2Engine:
         self.attention = attention  # diffusers' dispatcher: flash / sage kernels (batch.run.check_attention)
         if attention != "native":
             base.transformer.set_attention_backend(attention)
+        self._levers = levers or profile.levers  # fp8 / compile now (engine/levers.py); the per-row two in Stages
+        self.levers = apply_levers(base.transformer, self._levers, self.placement.input_device("transformer"))
         # from_pipe without a dtype casts the shared modules to float32 (diffusers#12754).
         self._pipes = {
             "t2v": base,
@@ -158,7 +162,7 @@ class LTX2Engine:
             loras=self.loras,
             dtype=self.dtype,
             placement=self.placement,
-            max_refine_tokens=max_refine_tokens or MAX_REFINE_TOKENS,
+            max_refine_tokens=max_refine_tokens or MAX_REFINE_TOKENS, levers=self._levers,
         )
 
     @property
@@ -197,6 +201,7 @@ class LTX2Engine:
             _put(module.eval(), self.placement.devices["transformer"], self.placement)  # where the first one is
             if self.attention != "native":
                 module.set_attention_backend(self.attention)
+            apply_levers(module, self._levers, self.placement.devices["transformer"])
             dit = self._dits[profile.name] = _Dit(
                 module, LoraCache(self._pipes["t2v"], profile.generation), str(lora) if lora and lora.is_file() else None,
             )

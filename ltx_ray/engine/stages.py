@@ -16,12 +16,15 @@ here: a clip longer than one segment is already split in time (engine/segments.p
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
+from ltx_ray.engine.guidance import batched_stg
 from ltx_ray.engine.tiling import tiled_transformer
 from ltx_ray.schema.job import Job
+from ltx_ray.schema.levers import Levers
 
 # Official multi-GPU runners cap one attention pass at 32,768 video tokens.
 MAX_REFINE_TOKENS = 32768
@@ -50,7 +53,7 @@ class Stages:
     """Runs a task's call in one stage or in two (upsample + distilled refinement)."""
 
     def __init__(self, base, *, upsampler_dir: Path | None, distilled_lora: str | None, loras, dtype, placement,
-                 max_refine_tokens: int):
+                 max_refine_tokens: int, levers: Levers | None = None):
         self.base = base
         self.upsampler_dir = upsampler_dir
         self.distilled_lora = distilled_lora
@@ -58,21 +61,23 @@ class Stages:
         self.dtype = dtype
         self.placement = placement  # where each component is (engine.placement.Placement)
         self.max_refine_tokens = max_refine_tokens
+        self.levers = levers or Levers()  # the per-row two: fuse_stage2_lora, batch_guidance
         self._upsample_pipe = None
 
     def run(self, pipe, job, kwargs: dict, adapters: list[tuple[str, float]]):
         """Video latents [B, C, F, H, W] and audio latents [B, C, L, M] (denormalised), and what was done."""
+        guided: dict = {}  # what --batch-guidance did in stage 1
         if not job.two_stage:
-            with self.loras.active(adapters):
+            with self.loras.active(adapters), self._batched(pipe, job, kwargs, guided):
                 out = pipe(output_type="latent", **kwargs)
-            return out.frames, out.audio, {"stages": self._record(job), "distilled_lora": None}
+            return out.frames, out.audio, {"stages": self._record(job, guided), "distilled_lora": None}
         if job.distilled_lora and not self.distilled_lora:
             # A Serve request meets no driver-side check_companions: say so before any step runs.
             raise RuntimeError(
                 f"two_stage on profile {job.profile} refines with its stage-2 LoRA {job.distilled_lora}, which this "
                 f"model lacks; put it in the model folder or start with --distilled-lora, or set two_stage false"
             )
-        with self.loras.active(adapters):
+        with self.loras.active(adapters), self._batched(pipe, job, kwargs, guided):
             first = pipe(output_type="latent", **{**kwargs, "width": job.width // 2, "height": job.height // 2})
         latents = self._upsample(first.frames)
         if kwargs.get("image") is not None:
@@ -90,22 +95,43 @@ class Stages:
         # In-context reference tokens are a stage-1 matter (diffusers' IC pipeline docs).
         refine_pipe = self.base if job.task == "control" else pipe
         tiling: dict = {}
-        with self.loras.active(refine_adapters), tiled_transformer(refine_pipe.transformer, self.max_refine_tokens, tiling):
+        fused = {"lora_fused": False}
+        with self.loras.active(refine_adapters), self._fused(refine_adapters, fused), \
+                tiled_transformer(refine_pipe.transformer, self.max_refine_tokens, tiling):
             out = refine_pipe(output_type="latent", **self._refine_kwargs(kwargs, job, latents, audio))
         # ti2vid_two_stages.py (dev + LoRA) keeps stage 1's audio ("Stage 2 refines video
         # only; discard its audio"); distilled.py keeps stage 2's.
         refined_audio = audio if self.distilled_lora else out.audio
-        return out.frames, refined_audio, self._two_stage_info(job, tiles=tiling["tiles"])
+        return out.frames, refined_audio, self._two_stage_info(job, tiles=tiling["tiles"], guided=guided, fused=fused)
 
-    def _record(self, job) -> list[dict]:
-        """The stages as run, for the sidecar: sizes, sigmas, passes per step, the LoRA applied."""
+    def _batched(self, pipe, job, kwargs: dict, record: dict):
+        """--batch-guidance: the STG pass inside the conditional call (engine/guidance.py), where STG is on."""
+        stg_on = job.video_guidance.stg > 0 or job.audio_guidance.stg > 0
+        if not (self.levers.batch_guidance and stg_on and kwargs.get("spatio_temporal_guidance_blocks")):
+            return nullcontext()
+        return batched_stg(pipe.transformer, kwargs["spatio_temporal_guidance_blocks"], record)
+
+    def _fused(self, adapters: list[tuple[str, float]], record: dict):
+        """--fuse-stage2-lora: stage 2's LoRAs merged into the weights while it runs (lora.LoraCache.fused).
+        Not on float8 weights (merging would quantize them again) nor on offloaded ones."""
+        if not (self.levers.fuse_stage2_lora and adapters and self.levers.quantize == "none"
+                and self.placement.offload == "none"):
+            return nullcontext()
+        return self.loras.fused(adapters, record)
+
+    def _record(self, job, guided: dict, fused: dict | None = None) -> list[dict]:
+        """The stages as run, for the sidecar: sizes, sigmas, passes per step, the LoRA applied,
+        and what the per-row levers did (transformer calls with STG batched; the LoRA fused)."""
         plans = [p.model_dump() for p in job.stages]
+        if guided:
+            plans[0].update(transformer_calls=guided["calls"], stg_batched=guided["stg_batched"])
         if len(plans) > 1:
             plans[1]["lora"] = Path(self.distilled_lora).name if self.distilled_lora else None
+            plans[1].update(fused or {})
         return plans
 
-    def _two_stage_info(self, job, *, tiles: int) -> dict:
-        return {"stages": self._record(job), "refine_tiles": tiles,
+    def _two_stage_info(self, job, *, tiles: int, guided: dict, fused: dict) -> dict:
+        return {"stages": self._record(job, guided, fused), "refine_tiles": tiles,
                 "distilled_lora": Path(self.distilled_lora).name if self.distilled_lora else None}
 
     def _upsample(self, latents: torch.Tensor) -> torch.Tensor:

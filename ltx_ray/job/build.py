@@ -7,10 +7,11 @@ import importlib
 import importlib.util
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from ltx_ray.engine.placement import OffloadMode, use_cpu_threads
 from ltx_ray.errors import RunFatal
+from ltx_ray.schema.levers import LeverFlags, Levers
 
 # --attention (RunConfig and ServeArgs alike): the transformer's kernel, through diffusers'
 # attention dispatcher, and the package each kernel needs.
@@ -33,8 +34,23 @@ def check_attention(attention: str, device: str) -> None:
                        f"pip install {package.replace('_', '-')} (built for your torch and CUDA), or use --attention native")
 
 
-class RunnerSpec(BaseModel):
-    """What a replica needs to build its engine, store and runner."""
+def check_levers(levers: Levers, device: str, dtype: str) -> None:
+    """Before any replica starts, what the run's settings alone rule out (the replica checks its
+    card's compute capability and its compilers itself: engine/levers.py)."""
+    if levers.quantize == "fp8":
+        if not device.startswith("cuda"):
+            raise RunFatal(f"--quantize fp8: float8 matmuls run on CUDA GPUs of compute capability 8.9 or newer "
+                           f"(L4, L40S, H100, H200, B200) and --device is {device}; use --quantize none")
+        if dtype != "bfloat16":
+            raise RunFatal(f"--quantize fp8 computes in bfloat16 (torchao's per-row float8) and --dtype is {dtype}; "
+                           "use --dtype bfloat16")
+        if importlib.util.find_spec("torchao") is None:
+            raise RunFatal("--quantize fp8 needs the torchao package, which is not installed: "
+                           'pip install -c requirements.lock -e ".[dev]" (it is in the lock), or use --quantize none')
+
+
+class RunnerSpec(LeverFlags):
+    """What a replica needs to build its engine, store and runner (the levers' settings included)."""
 
     model: str = Field(description="--model: 'tiny', a local folder, an object-store URI or a hub id")
     out: str = Field(description="Output root the runner writes videos, sidecars and results rows to")
@@ -77,7 +93,7 @@ def build_runner(spec: RunnerSpec, node_id: str | None = None):
         from ltx_ray.engine.ltx2 import LTX2Engine
 
         engine = LTX2Engine(model.path, device=spec.device, dtype=spec.dtype, profile=model.profile, offload=spec.offload,
-                            attention=spec.attention,
+                            attention=spec.attention, levers=spec.levers(model.profile.levers),
                             upsampler=model.upsampler, distilled_lora=model.distilled_lora,
                             enhancer=model.enhancer)
     else:

@@ -103,7 +103,9 @@ def sidecar(job: Job, take: Any, uris: dict[str, str], runner: Any, ledger: Ledg
         # component_dtypes: read off the loaded modules, not the flag asked for.
         "model": {**runner.model.model_dump(mode="json"),
                   "component_dtypes": getattr(runner.engine, "component_dtypes", None),
-                  "attention": getattr(runner.engine, "attention", None)},
+                  "attention": getattr(runner.engine, "attention", None),
+                  # the speed levers the replica runs with (a profile's, or the run's --compile etc.)
+                  "levers": getattr(runner.engine, "levers", None)},
         "dtype": runner.dtype,
         "device": runner.device,
         "placement": runner.engine.placement.model_dump() if runner.engine.placement is not None else None,

@@ -27,6 +27,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ltx_ray.schema.levers import Levers
+
 Schedule = Literal["ltx2_dev", "distilled"]
 
 
@@ -97,6 +99,8 @@ class ModelProfile(BaseModel):
     # Enhancement for LTX-2.5": 2.5 uses a separate Gemma 4 (prompt_enhancer + its processor).
     enhancer: Literal["text_encoder", "separate"] = "text_encoder"
     enhancer_repo: str = "google/gemma-3-12b-it-qat-q4_0-unquantized"  # [D] where the processor comes from
+    # Speed levers on by default for this model (schema/levers.py); --compile etc. override them.
+    levers: Levers = Levers()
 
     @property
     def guidance_scale(self) -> float:

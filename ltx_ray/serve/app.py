@@ -42,6 +42,7 @@ class Generator:
             dtype=args.dtype or default_dtype(args.device), profile=args.profile, run_id=args.run_id,
             upsampler=args.upsampler, distilled_lora=args.distilled_lora, enhancer=args.enhancer,
             torch_threads=args.torch_threads, offload=args.offload, attention=args.attention, engine=args.engine,
+            **args.lever_flags(),
         )
         runner = build_runner(spec, node_id=ray.get_runtime_context().get_node_id())
         self.worker = VideoWorker(jobs, runner, runner.model.profile)

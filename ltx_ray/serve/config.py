@@ -13,10 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from ltx_ray.job.build import ATTENTION_HELP, Attention
 from ltx_ray.schema.fields import MAX_PROMPT_CHARS
+from ltx_ray.schema.levers import LeverFlags
 
 
-class ServeArgs(BaseModel):
-    """Arguments of the Serve application (``build_app``)."""
+class ServeArgs(LeverFlags):
+    """Arguments of the Serve application (``build_app``), the speed levers' settings included."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -34,13 +34,18 @@ STREAM_FRAME_BYTES = {"cuda": 2**30, "cpu": 256 * 2**20}
 class Decoders:
     """The video decoders of one loaded model."""
 
-    def __init__(self, base, root: Path, device: torch.device, dtype: torch.dtype):
+    def __init__(self, base, root: Path, placement, dtype: torch.dtype):
         self.base = base
         self.folder = root / DIFFUSION_DECODER
-        self.device = device
+        self.placement = placement  # engine.placement.Placement: the decoders' inputs go to their cards
         self.dtype = dtype
         self._diffusion = None
         self.temporal = False  # set by ``tiling`` for one job
+
+    @property
+    def device(self) -> torch.device:
+        """Where the VAE works (and the diffusion decoder, beside it)."""
+        return torch.device(self.placement.input_device("vae"))
 
     @property
     def has_diffusion(self) -> bool:
@@ -85,10 +90,11 @@ class Decoders:
         stream_decode(vae, latents.to(self.device, vae.dtype), timestep, frames, temporal=self.temporal)
         return frames
 
-    @staticmethod
-    def audio(pipe, audio_latents: torch.Tensor) -> np.ndarray:
-        """Audio VAE + vocoder, as the end of ``LTX2Pipeline.__call__``: float waveform [C, S]."""
-        mel = pipe.audio_vae.decode(audio_latents.to(pipe.audio_vae.dtype), return_dict=False)[0]
+    def audio(self, pipe, audio_latents: torch.Tensor) -> np.ndarray:
+        """Audio VAE + vocoder, as the end of ``LTX2Pipeline.__call__``: float waveform [C, S]. The
+        latents go to the audio VAE's card (``decode`` is not ``forward``: no hook moves them)."""
+        latents = audio_latents.to(self.placement.input_device("audio_vae"), pipe.audio_vae.dtype)
+        mel = pipe.audio_vae.decode(latents, return_dict=False)[0]
         return pipe.vocoder(mel)[0].float().cpu().numpy()
 
     def _diffusion_pipe(self):

@@ -127,6 +127,25 @@ def group_offload(pipe, device: torch.device) -> None:
         apply_group_offloading(getattr(pipe, name), **options, block_modules=["model", "language_model"])
 
 
+def mark_device_mapped(pipe, plan: Placement) -> None:
+    """Tell diffusers the components are mapped to devices on purpose. Loading a LoRA
+    (``_func_optionally_disable_offloading``) takes any accelerate hook on a pipeline without a
+    ``hf_device_map`` for CPU offloading: it strips the hooks and turns on sequential CPU offload
+    (our AlignDevicesHooks across cards) or model CPU offload (the text encoder's visiting hook)
+    for the whole pipeline, the transformer included. With the map set it leaves them alone.
+
+    Across cards diffusers runs the denoising loop on the first hooked component's card, the
+    VAE's: its own code calls ``vae.encode`` (i2v, conditions) with the loop's tensors, outside
+    any hook, so the loop must stay there; the transformer's hook moves each call's latents and
+    embeddings over (a few MB a step) and its outputs back."""
+    pipe.hf_device_map = dict(plan.devices)
+
+
+def share_device_map(base, view) -> None:
+    """A ``from_pipe`` view of ``base`` sees what ``mark_device_mapped`` told ``base``."""
+    view.hf_device_map = base.hf_device_map
+
+
 def _modules(pipe) -> dict[str, torch.nn.Module]:
     return {n: m for n, m in pipe.components.items() if isinstance(m, torch.nn.Module)}
 
@@ -140,6 +159,8 @@ def _apply(pipe, plan: Placement) -> None:
         group_offload(pipe, torch.device(plan.execution_device))
         return
     spread = len(set(plan.devices.values()) - {"cpu"}) > 1
+    if spread or plan.offload == "text_encoder":
+        mark_device_mapped(pipe, plan)
     for name, module in _modules(pipe).items():
         target = plan.devices.get(name, plan.execution_device)
         module.to(target)
@@ -162,6 +183,7 @@ class TextEncoderVisits:
             from accelerate import cpu_offload_with_hook
 
             pipe.text_encoder, self.hook = cpu_offload_with_hook(pipe.text_encoder, plan.execution_device)
+            mark_device_mapped(pipe, plan)
 
     def rest(self) -> None:
         if self.hook is not None:

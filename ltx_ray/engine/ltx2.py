@@ -32,7 +32,7 @@ from ltx_ray.engine.conditioning import FrameCondition, KeyframeConditionPipelin
 from ltx_ray.engine import retake
 from ltx_ray.engine.decode import Decoders
 from ltx_ray.engine.levers import Levers, apply_levers
-from ltx_ray.engine.load import TextEncoderVisits, load_pipeline, make_plan, place_built, planned_bytes
+from ltx_ray.engine.load import TextEncoderVisits, load_pipeline, make_plan, place_built, planned_bytes, share_device_map
 from ltx_ray.engine.placement import OffloadMode, Placement
 from ltx_ray.engine.prompt import enhance, pick_length
 from ltx_ray.engine.prompt_cache import PromptCache
@@ -151,8 +151,9 @@ class LTX2Engine:
         }
         for pipe in self._pipes.values():
             pipe.set_progress_bar_config(disable=True)
+            share_device_map(base, pipe)
         self._dits: dict[str, _Dit] = {}  # other variants' DiTs, loaded on first use
-        self.decoders = Decoders(base, root, torch.device(self.placement.input_device("vae")), self.dtype)  # beside the VAE
+        self.decoders = Decoders(base, root, self.placement, self.dtype)
         self.loras = LoraCache(base, profile.generation)
         self.prompt_cache = PromptCache()
         self.stages = Stages(

@@ -17,6 +17,7 @@ from ltx_ray.errors import ReplicaFatal
 from ltx_ray.schema.job import Job
 
 if TYPE_CHECKING:
+    from ltx_ray.batch.pool import Replicas
     from ltx_ray.job.build import RunnerSpec
 
 RESULT_COLUMNS = ("job_id", "status", "error", "error_stage", "video_uri", "duration_s", "timings")
@@ -58,6 +59,8 @@ def configure_data_context(no_progress_timeout_s: float) -> None:
     """Ray Data knobs a long GPU run needs, each set on purpose."""
     from ray.data import DataContext
 
+    from ltx_ray.batch.pool import configure_autoscaling
+
     ctx = DataContext.get_current()
     # An actor that dies while loading weights (a node preempted, a transient OOM) is
     # replaced a couple of times; a model that can never load still fails the run quickly.
@@ -71,6 +74,8 @@ def configure_data_context(no_progress_timeout_s: float) -> None:
     ctx.max_errored_blocks = 0
     # Wait for GPU workers an autoscaler is still bringing up, but not forever.
     ctx.wait_for_min_actors_s = 1800
+    # --replicas MIN:MAX: grow the pool whenever every replica is busy and jobs wait.
+    configure_autoscaling(ctx)
 
 
 def build_dataset(
@@ -79,7 +84,7 @@ def build_dataset(
     num_jobs: int,
     worker: RunnerSpec,
     *,
-    replicas: int,
+    replicas: Replicas,
     gpus_per_replica: float,
     cpus_per_replica: float,
     resources_per_replica: dict[str, float] | None = None,
@@ -87,6 +92,8 @@ def build_dataset(
 ):
     """The Ray Data plan of a run, from the jobs file to result rows."""
     import ray.data
+
+    from ltx_ray.batch.pool import actor_pool
 
     ds = ray.data.read_parquet(jobs_uri, filesystem=filesystem)
     # A few thousand small rows are one block, and a block is never split across actors:
@@ -96,18 +103,7 @@ def build_dataset(
         GenerationStage,
         fn_constructor_kwargs={"config": worker.model_dump()},
         batch_size=1,
-        # A fixed pool starts every replica at once; one task in flight per actor keeps a
-        # minute-long job from queueing behind another on a busy actor. The price is Ray
-        # Data's dispatch gap (its loop polls every 0.1 s) between two jobs on one actor,
-        # negligible for GPU jobs of tens of seconds (bench/fleet.py measures both settings).
-        # With two in flight the calls run on two threads: job k muxes and uploads while
-        # job k+1 denoises (JobRunner lets one job at a time use the engine).
-        compute=ray.data.ActorPoolStrategy(
-            size=replicas,
-            max_tasks_in_flight_per_actor=tasks_in_flight,
-            max_concurrent_calls_per_actor=tasks_in_flight,
-            enable_true_multi_threading=tasks_in_flight > 1,
-        ),
+        compute=actor_pool(replicas, tasks_in_flight),
         num_gpus=gpus_per_replica,
         num_cpus=cpus_per_replica,
         resources=resources_per_replica or None,

@@ -143,7 +143,7 @@ def run(config: RunConfig, log=print) -> RunSummary:
         in_flight = config.tasks_in_flight_per_replica or auto_tasks_in_flight(len(pending), config.replicas.max)
         log(f"generating on {config.replicas.describe()}, {in_flight} job(s) in flight on each")
         seen: set[str] = set()
-        for row in _generate_on_ray(config, run_id, jobs_uri, fs, len(pending), in_flight):
+        for row in _generate_on_ray(config, run_id, jobs_uri, fs, len(pending), in_flight, len(manifest.invalid)):
             if row["job_id"] in seen:  # a block Ray Data ran again after losing a replica: counted once
                 continue
             row["timings"] = json.loads(row["timings"]) if row["timings"] else {}
@@ -247,10 +247,12 @@ def _write_jobs_file(store: OutputStore, run_id: str, jobs) -> tuple[str, object
     return store.path(name), PyFileSystem(FSSpecHandler(store.fs))
 
 
-def _generate_on_ray(config: RunConfig, run_id: str, jobs_uri: str, filesystem, num_jobs: int, in_flight: int):
+def _generate_on_ray(config: RunConfig, run_id: str, jobs_uri: str, filesystem, num_jobs: int, in_flight: int,
+                     invalid: int):
     import ray
     from ray.data import DataContext
 
+    from ltx_ray.batch.metrics import JobMetrics
     from ltx_ray.batch.stage import build_dataset, configure_data_context
     from ltx_ray.job.build import RunnerSpec
 
@@ -259,6 +261,8 @@ def _generate_on_ray(config: RunConfig, run_id: str, jobs_uri: str, filesystem, 
         # No --address means a fresh local Ray, even when `ray start` left a cluster here.
         ray.init(address=config.address or "local", include_dashboard=False)
     try:
+        # The actors count the jobs they run; rows that failed validation never reach one.
+        JobMetrics().invalid_rows(invalid)
         configure_data_context(config.no_progress_timeout_s)
         DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
         worker = RunnerSpec(

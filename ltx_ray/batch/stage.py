@@ -26,12 +26,14 @@ RESULT_COLUMNS = ("job_id", "status", "error", "error_stage", "video_uri", "dura
 class GenerationStage:
     """Holds one LTX-2 engine (built by ltx_ray.job.build); turns a batch of jobs into a batch of result rows."""
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, gpus_per_replica: float = 0.0):
         import ray
 
+        from ltx_ray.batch.metrics import JobMetrics
         from ltx_ray.job.build import RunnerSpec, build_runner
 
         self.runner = build_runner(RunnerSpec.model_validate(config), node_id=ray.get_runtime_context().get_node_id())
+        self.metrics = JobMetrics(gpus_per_replica)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         out: dict[str, list] = {c: [] for c in RESULT_COLUMNS}
@@ -43,6 +45,7 @@ class GenerationStage:
                 from ltx_ray.job.runner import end_replica
 
                 end_replica(exc)
+            self.metrics.job_done(row)
             out["job_id"].append(row.job_id)
             out["status"].append(row.status)
             out["error"].append(row.error)
@@ -101,7 +104,7 @@ def build_dataset(
     ds = ds.repartition(num_blocks=max(1, num_jobs))
     return ds.map_batches(
         GenerationStage,
-        fn_constructor_kwargs={"config": worker.model_dump()},
+        fn_constructor_kwargs={"config": worker.model_dump(), "gpus_per_replica": gpus_per_replica},
         batch_size=1,
         compute=actor_pool(replicas, tasks_in_flight),
         num_gpus=gpus_per_replica,

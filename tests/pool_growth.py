@@ -5,13 +5,13 @@
 Starts a one-node Ray cluster in this process (``ray.cluster_utils.Cluster``) whose head
 has room for one replica (one ``sim_gpu``), runs ``--replicas 1:3`` over a manifest of
 short simulated jobs, and adds a node with two more ``sim_gpu`` as soon as the first job has
-finished. Prints the run summary and the added node's id as JSON lines.
+finished. Prints the run summary (JSON), the added node's id and the head's, one per line.
 
 The replicas are ``HeldOnTheFirstNode``, a stand-in job runner named for what it does: it
 sleeps like ``bench.sim_engine.SimulatedJobRunner``, and a job on the head node, after the
-head's first, waits until a job has started on another node (60 s at most). Without that
-the head's one replica could finish every job while the new node is still starting on a
-busy machine. A pool that does not grow never starts a job elsewhere: the jobs then run
+head's first, waits until a job has started on another node (until 60 s after the head's
+first job at most). Without that the head's one replica could finish every job while the
+new node is still starting on a busy machine. A pool that does not grow never starts a job elsewhere: the jobs then run
 late, all on the head, and the test fails on where they ran.
 """
 
@@ -35,9 +35,12 @@ class HeldOnTheFirstNode(SimulatedJobRunner):
         starts = Path(job.metadata["starts"])
         head = job.metadata["head"]
         (starts / f"{self.node_id}.{job.job_id}").touch()
-        if self.node_id == head and len(list(starts.glob(f"{head}.*"))) > 1:
-            deadline = time.monotonic() + HOLD_S
-            while time.monotonic() < deadline and not [p for p in starts.iterdir() if not p.name.startswith(head)]:
+        on_head = list(starts.glob(f"{head}.*"))
+        if self.node_id == head and len(on_head) > 1:
+            # One deadline for the whole run, from the head's first job: a pool that never
+            # grows fails the test in a minute, not a minute per job.
+            deadline = min(p.stat().st_mtime for p in on_head) + HOLD_S
+            while time.time() < deadline and not [p for p in starts.iterdir() if not p.name.startswith(head)]:
                 time.sleep(0.1)
         return super().run(job, on_step)
 
@@ -52,8 +55,10 @@ def main(out: str) -> None:
     root = Path(out)
     starts = root.parent / "starts"
     starts.mkdir(parents=True)
-    # The head: CPUs for Ray Data's own tasks, and room for one replica.
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "resources": {"sim_gpu": 1}})
+    # The head: CPUs for Ray Data's own tasks, and room for one replica. No dashboard: it
+    # only costs seconds of start-up here.
+    cluster = Cluster(initialize_head=True,
+                      head_node_args={"num_cpus": 2, "resources": {"sim_gpu": 1}, "include_dashboard": False})
     ray.init(address=cluster.address)
     head = cluster.head_node.node_id
     meta = json.dumps({"sim_seconds": 0.5, "starts": str(starts), "head": head})

@@ -15,9 +15,9 @@ the prefix ``ray_`` and, for counters, the suffix ``_total``:
 
 Each generation actor counts the jobs it ran, where it ran them, so the series come from the
 GPU nodes and need no driver; rows that fail validation never reach an actor, and the driver
-counts them (when the run has jobs to generate: that is when it joins Ray). Counters are per process (Ray adds a ``WorkerId`` label), cumulative, and kept
-by the node's agent after the process ends (an actor flushes when it exits): sum them, and
-take ``rate``/``increase``. A job that Ray Data runs again after losing a node's output is
+counts them (when the run has jobs to generate: that is when it joins Ray). Counters are per
+process (Ray adds a ``WorkerId`` label), cumulative, and kept by the node's agent after the
+process ends (a process flushes when it exits): sum them, and take ``rate``/``increase``. A job that Ray Data runs again after losing a node's output is
 counted again (the GPU did the work twice); the run summary counts each job once.
 """
 

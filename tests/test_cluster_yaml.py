@@ -320,3 +320,42 @@ def test_gpu_pods_have_the_host_memory_a_replica_needs_and_a_bounded_shm():
         shm = next(v["emptyDir"] for v in pod["volumes"] if v["name"] == "dshm")
         need = 22.7 + 6 + 3840 * 2160 * 3 * 241 * 1.5 / 2**30 + _gib(shm["sizeLimit"])
         assert _gib(resources["limits"]["memory"]) >= need
+
+
+# --- metrics: the PodMonitor and the dashboard --------------------------------------------
+
+LTX_METRIC = re.compile(r'(?:Counter|Histogram|Gauge)\(\s*"(ltx_ray_\w+)"')
+# Ray's own series the dashboard reads, seen on a local Ray 2.60 scrape during a Ray Data run.
+RAY_METRICS = {"ray_resources", "ray_data_num_alive_actors", "ray_data_num_pending_actors"}
+
+
+def exported_ltx_metrics() -> set[str]:
+    """The Prometheus names of the metrics ltx-ray defines (Ray adds ray_, and _total to a counter)."""
+    names = set()
+    for path in (REPO / "ltx_ray").rglob("metrics.py"):
+        names |= {"ray_" + name for name in LTX_METRIC.findall(path.read_text())}
+    return names
+
+
+def test_the_dashboard_reads_only_series_that_ltx_ray_or_ray_export_and_has_the_night_panels():
+    dashboard = json.loads((CLUSTER / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    exported = exported_ltx_metrics()
+    assert {"ray_ltx_ray_jobs", "ray_ltx_ray_generation_seconds", "ray_ltx_ray_gpu_seconds",
+            "ray_ltx_ray_serve_queue_depth", "ray_ltx_ray_serve_lease_expiries"} <= exported
+    for expr in exprs:
+        for series in re.findall(r"\bray_\w+", expr):
+            base = re.sub(r"_(total|bucket|count|sum)$", "", series)
+            assert base in exported or series in RAY_METRICS, f"{series} in {expr!r} is exported by nobody"
+    text = "\n".join(exprs)
+    for wanted in ('sum by (status)', 'sum by (error_stage)', 'histogram_quantile(0.95', 'ray_ltx_ray_gpu_seconds_total',
+                   'ray_ltx_ray_serve_queue_depth', 'ray_ltx_ray_serve_lease_expiries_total', 'ray_data_num_alive_actors'):
+        assert wanted in text, f"no panel uses {wanted}"
+
+
+def test_the_podmonitor_scrapes_every_ray_pods_metrics_port():
+    (doc,) = docs(CLUSTER / "podmonitor.yaml")
+    assert (doc["apiVersion"], doc["kind"]) == ("monitoring.coreos.com/v1", "PodMonitor")
+    assert doc["spec"]["selector"]["matchExpressions"] == [{"key": "ray.io/cluster", "operator": "Exists"}]
+    (endpoint,) = doc["spec"]["podMetricsEndpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("metrics", "/metrics")  # KubeRay's named port 8080

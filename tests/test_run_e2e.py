@@ -23,7 +23,15 @@ SMALL = {"width": 256, "height": 160, "num_frames": 17}
 
 
 @pytest.fixture(scope="module")
-def mixed_run(ray_local, tmp_path_factory):
+def metrics_before(ray_local):
+    """The cluster's metrics before mixed_run (other modules' runs counted too)."""
+    from tests.scrape import scrape
+
+    return scrape()
+
+
+@pytest.fixture(scope="module")
+def mixed_run(ray_local, tmp_path_factory, metrics_before):
     """One run over every task, a bad input, an invalid row and a determinism twin."""
     from tests.conftest import draw_image
 
@@ -124,6 +132,26 @@ def test_an_invalid_row_fails_at_validation_without_stopping_the_run(mixed_run):
     row = results["bad-width"]
     assert row["status"] == "failed" and row["error_stage"] == "validate"
     assert "width = 250" in row["error"] and "multiple of 32" in row["error"]
+
+
+def test_the_metrics_endpoint_counts_the_jobs_by_status_and_failing_stage_and_their_generation_seconds(
+        mixed_run, metrics_before):
+    from tests.scrape import key, wait_for_increase
+
+    _, _, results, _ = mixed_run
+    generated = sum(dict(r["timings"] or []).get("generate", 0) > 0 for r in results.values())
+    wanted = {
+        key("ray_ltx_ray_jobs_total", status="succeeded", error_stage=""): 6,
+        key("ray_ltx_ray_jobs_total", status="succeeded", error_stage="", task="i2v"): 2,
+        key("ray_ltx_ray_jobs_total", status="failed", error_stage="fetch_inputs"): 1,
+        key("ray_ltx_ray_jobs_total", status="failed", error_stage="validate"): 1,  # counted by the driver
+        key("ray_ltx_ray_generation_seconds_count"): generated,
+        # (Ray's agent rebuilds a histogram's _sum from bucket midpoints: no exact total to check.)
+        key("ray_ltx_ray_generation_seconds_bucket", le="+Inf"): generated,
+    }
+    deltas = wait_for_increase(metrics_before, wanted)
+    assert all(deltas[k] >= want for k, want in wanted.items()), deltas
+    assert generated == 6  # the six videos, not the failed row that never reached the model
 
 
 def test_metadata_and_x_columns_reach_the_results(mixed_run):

@@ -294,6 +294,11 @@ def test_ten_requests_queue_on_one_replica_and_all_complete_and_an_eleventh_is_t
     finals = [wait_until(client, i) for i in ids]
     assert [v.status for v in finals] == ["completed"] * 10
     assert {v.model_extra["attempt"] for v in finals} == {1}
+    # The ingress exports its queue depth on Ray's metrics endpoint: empty again now
+    # (tests/test_serve_rules.py follows its value through a full queue).
+    from tests.scrape import wait_for_value
+
+    assert wait_for_value("ray_ltx_ray_serve_queue_depth", 0) == [0]
 
 
 def test_deleting_a_queued_or_running_job_cancels_it_and_the_replica_moves_on(endpoint):

@@ -299,19 +299,39 @@ def test_the_queue_refuses_work_beyond_max_pending_jobs(tmp_path):
             store.update(video_id, attempt, status="completed", progress=100)
             return "completed"
 
-        service = VideoService(fake_args(tmp_path, max_pending_jobs=2), store, fake_blocked_submit, fetcher=None)
+        service = VideoService(fake_args(tmp_path, max_pending_jobs=2), store, fake_blocked_submit, fetcher=None,
+                               metrics=metrics)
         for _ in range(2):
             await service.create({"prompt": "p", "size": "64x64", "num_frames": "9"}, {})
         with pytest.raises(APIError) as info:
             await service.create({"prompt": "p", "size": "64x64", "num_frames": "9"}, {})
+        depth_when_full = metrics.depths[-1]
         release.set()
         while service.pending:
             await asyncio.sleep(0.01)
+        depth_when_drained = metrics.depths[-1]
         await service.create({"prompt": "p", "size": "64x64", "num_frames": "9"}, {})  # room again
-        return info.value
+        return info.value, depth_when_full, depth_when_drained
 
-    err = asyncio.run(scenario())
+    metrics = FakeMetrics()
+    err, full, drained = asyncio.run(scenario())
     assert (err.status, err.body.code) == (429, "queue_full")
+    # The queue depth gauge follows the queue: full at the refusal, empty once the jobs are done.
+    assert (full, drained, max(metrics.depths)) == (2, 0, 2)
+
+
+class FakeMetrics:
+    """Records what VideoService reports (the app's ServeMetrics exports it through Ray)."""
+
+    def __init__(self):
+        self.depths: list[int] = []
+        self.lease_expiries = 0
+
+    def queue_depth(self, jobs: int) -> None:
+        self.depths.append(jobs)
+
+    def lease_expired(self) -> None:
+        self.lease_expiries += 1
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -351,9 +371,9 @@ def test_the_watcher_requeues_a_job_no_dispatch_holds_or_whose_worker_went_silen
     from ltx_ray.serve.service import VideoService
 
     store = StoreJobStore(str(tmp_path))
-    orphan, silent = f"video_{1:032x}", f"video_{2:032x}"
-    for video_id in (orphan, silent):
-        old = record(video_id, "in_progress").model_copy(update={"updated_at": clock.time() - 100})
+    orphan, silent, waiting = f"video_{1:032x}", f"video_{2:032x}", f"video_{3:032x}"
+    for video_id, status in ((orphan, "in_progress"), (silent, "in_progress"), (waiting, "queued")):
+        old = record(video_id, status).model_copy(update={"updated_at": clock.time() - 100})
         store.root.put(f"jobs/{video_id}.json", old.model_dump_json().encode())  # as a crashed worker left it
     dispatched = []
 
@@ -363,16 +383,19 @@ def test_the_watcher_requeues_a_job_no_dispatch_holds_or_whose_worker_went_silen
         return "completed"
 
     async def scenario():
-        service = VideoService(fake_args(tmp_path, stale_after_s=50), store, fake_submit, fetcher=None)
+        service = VideoService(fake_args(tmp_path, stale_after_s=50), store, fake_submit, fetcher=None, metrics=metrics)
         hanging = asyncio.get_running_loop().create_future()  # a dispatch that never answers
         service._inflight[silent] = asyncio.ensure_future(hanging)
         await service._sweep()
         while service.pending:
             await asyncio.sleep(0.01)
 
+    metrics = FakeMetrics()
     asyncio.run(scenario())
-    assert sorted(dispatched) == [(orphan, 2), (silent, 2)]
+    assert sorted(dispatched) == [(orphan, 2), (silent, 2), (waiting, 2)]
     assert {r.status for r in store.list()} == {"completed"}
+    # Jobs held in progress with no progress past stale_after_s lost their lease; a queued job had none.
+    assert metrics.lease_expiries == 2
 
 
 def test_lora_weights_named_in_a_request_must_lie_under_an_allowed_prefix():

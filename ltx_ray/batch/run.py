@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
 
+from ltx_ray.batch.pool import Replicas
 from ltx_ray.batch.progress import Progress
 from ltx_ray.engine.weights import check_companions, resolve_model
 from ltx_ray.errors import PrecisionError, ReplicaStartFailed
@@ -46,7 +47,12 @@ class RunConfig(LeverFlags):
     enhancer: str | None = Field(default=None, description="prompt enhancer folder (local or URI) for enhance_prompt rows: "
                                  "a Gemma 3 processor (LTX-2.0 / 2.3), google/gemma-4-E2B-it (LTX-2.5)")
     address: str | None = Field(default=None, description="Ray cluster address (default: start a local Ray)")
-    replicas: int = Field(default=1, ge=1, description="generation actors, started all at once")
+    replicas: Replicas = Field(
+        default=Replicas(min=1, max=1),
+        description="Generation actors: N, a fixed pool started all at once; or MIN:MAX, an autoscaling pool that starts "
+        "MIN and adds actors while every one is busy and jobs wait, as far as the cluster has room (nodes that join), up "
+        "to MAX, and lets idle ones go when the jobs run out",
+    )
     gpus_per_replica: float = Field(default=0, ge=0, description="GPUs each replica owns (its components are placed over them)")
     cpus_per_replica: float = Field(default=1, gt=0, description="CPUs each replica reserves in Ray's scheduler")
     attention: Attention = Field(default="native", description=ATTENTION_HELP)
@@ -129,16 +135,17 @@ def run(config: RunConfig, log=print) -> RunSummary:
         f"{skipped} already done, {len(manifest.invalid)} invalid")
 
     # 4. Generate on Ray: longest jobs first so no replica finishes the run alone.
-    progress = Progress(len(pending), config.replicas, config.gpus_per_replica, log)
+    progress = Progress(len(pending), config.replicas.max, config.gpus_per_replica, log)
     if pending:
         # The key counts guidance passes too: a guided 40-step job costs 15x a distilled 8-step
         # one of the same size, not 5x, and a misordered long job ends the run alone.
         pending = sorted(pending, key=lambda j: j.denoise_cost, reverse=True)
         jobs_uri, fs = _write_jobs_file(store, run_id, pending)
-        in_flight = config.tasks_in_flight_per_replica or auto_tasks_in_flight(len(pending), config.replicas)
-        log(f"generating on {config.replicas} replica(s), {in_flight} job(s) in flight on each")
+        # An autoscaling pool is sized by its MAX here: the fewest jobs per replica it may reach.
+        in_flight = config.tasks_in_flight_per_replica or auto_tasks_in_flight(len(pending), config.replicas.max)
+        log(f"generating on {config.replicas.describe()}, {in_flight} job(s) in flight on each")
         seen: set[str] = set()
-        for row in _generate_on_ray(config, run_id, jobs_uri, fs, len(pending), in_flight):
+        for row in _generate_on_ray(config, run_id, jobs_uri, fs, len(pending), in_flight, len(manifest.invalid)):
             if row["job_id"] in seen:  # a block Ray Data ran again after losing a replica: counted once
                 continue
             row["timings"] = json.loads(row["timings"]) if row["timings"] else {}
@@ -242,10 +249,12 @@ def _write_jobs_file(store: OutputStore, run_id: str, jobs) -> tuple[str, object
     return store.path(name), PyFileSystem(FSSpecHandler(store.fs))
 
 
-def _generate_on_ray(config: RunConfig, run_id: str, jobs_uri: str, filesystem, num_jobs: int, in_flight: int):
+def _generate_on_ray(config: RunConfig, run_id: str, jobs_uri: str, filesystem, num_jobs: int, in_flight: int,
+                     invalid: int):
     import ray
     from ray.data import DataContext
 
+    from ltx_ray.batch.metrics import JobMetrics
     from ltx_ray.batch.stage import build_dataset, configure_data_context
     from ltx_ray.job.build import RunnerSpec
 
@@ -254,6 +263,8 @@ def _generate_on_ray(config: RunConfig, run_id: str, jobs_uri: str, filesystem, 
         # No --address means a fresh local Ray, even when `ray start` left a cluster here.
         ray.init(address=config.address or "local", include_dashboard=False)
     try:
+        # The actors count the jobs they run; rows that failed validation never reach one.
+        JobMetrics().invalid_rows(invalid)
         configure_data_context(config.no_progress_timeout_s)
         DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
         worker = RunnerSpec(
@@ -263,7 +274,7 @@ def _generate_on_ray(config: RunConfig, run_id: str, jobs_uri: str, filesystem, 
             offload=config.offload, attention=config.attention, **config.lever_flags(),
             # On CPU a replica's torch may use its share of the node's cores, not just the
             # one CPU it reserves for Ray's scheduler (OMP_NUM_THREADS, when set, is the cap).
-            torch_threads=cpu_threads(config.replicas) if config.device == "cpu" else None,
+            torch_threads=cpu_threads(config.replicas.max) if config.device == "cpu" else None,
         )
         ds = build_dataset(
             jobs_uri, filesystem, num_jobs, worker,

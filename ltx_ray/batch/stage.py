@@ -17,6 +17,7 @@ from ltx_ray.errors import ReplicaFatal
 from ltx_ray.schema.job import Job
 
 if TYPE_CHECKING:
+    from ltx_ray.batch.pool import Replicas
     from ltx_ray.job.build import RunnerSpec
 
 RESULT_COLUMNS = ("job_id", "status", "error", "error_stage", "video_uri", "duration_s", "timings")
@@ -25,12 +26,14 @@ RESULT_COLUMNS = ("job_id", "status", "error", "error_stage", "video_uri", "dura
 class GenerationStage:
     """Holds one LTX-2 engine (built by ltx_ray.job.build); turns a batch of jobs into a batch of result rows."""
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, gpus_per_replica: float = 0.0):
         import ray
 
+        from ltx_ray.batch.metrics import JobMetrics
         from ltx_ray.job.build import RunnerSpec, build_runner
 
         self.runner = build_runner(RunnerSpec.model_validate(config), node_id=ray.get_runtime_context().get_node_id())
+        self.metrics = JobMetrics(gpus_per_replica)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         out: dict[str, list] = {c: [] for c in RESULT_COLUMNS}
@@ -42,6 +45,7 @@ class GenerationStage:
                 from ltx_ray.job.runner import end_replica
 
                 end_replica(exc)
+            self.metrics.job_done(row)
             out["job_id"].append(row.job_id)
             out["status"].append(row.status)
             out["error"].append(row.error)
@@ -58,6 +62,8 @@ def configure_data_context(no_progress_timeout_s: float) -> None:
     """Ray Data knobs a long GPU run needs, each set on purpose."""
     from ray.data import DataContext
 
+    from ltx_ray.batch.pool import configure_autoscaling
+
     ctx = DataContext.get_current()
     # An actor that dies while loading weights (a node preempted, a transient OOM) is
     # replaced a couple of times; a model that can never load still fails the run quickly.
@@ -71,6 +77,8 @@ def configure_data_context(no_progress_timeout_s: float) -> None:
     ctx.max_errored_blocks = 0
     # Wait for GPU workers an autoscaler is still bringing up, but not forever.
     ctx.wait_for_min_actors_s = 1800
+    # --replicas MIN:MAX: grow the pool whenever every replica is busy and jobs wait.
+    configure_autoscaling(ctx)
 
 
 def build_dataset(
@@ -79,7 +87,7 @@ def build_dataset(
     num_jobs: int,
     worker: RunnerSpec,
     *,
-    replicas: int,
+    replicas: Replicas,
     gpus_per_replica: float,
     cpus_per_replica: float,
     resources_per_replica: dict[str, float] | None = None,
@@ -88,26 +96,17 @@ def build_dataset(
     """The Ray Data plan of a run, from the jobs file to result rows."""
     import ray.data
 
+    from ltx_ray.batch.pool import actor_pool
+
     ds = ray.data.read_parquet(jobs_uri, filesystem=filesystem)
     # A few thousand small rows are one block, and a block is never split across actors:
     # one block per row lets every actor take work (docs/batch.md, "Fan-out").
     ds = ds.repartition(num_blocks=max(1, num_jobs))
     return ds.map_batches(
         GenerationStage,
-        fn_constructor_kwargs={"config": worker.model_dump()},
+        fn_constructor_kwargs={"config": worker.model_dump(), "gpus_per_replica": gpus_per_replica},
         batch_size=1,
-        # A fixed pool starts every replica at once; one task in flight per actor keeps a
-        # minute-long job from queueing behind another on a busy actor. The price is Ray
-        # Data's dispatch gap (its loop polls every 0.1 s) between two jobs on one actor,
-        # negligible for GPU jobs of tens of seconds (bench/fleet.py measures both settings).
-        # With two in flight the calls run on two threads: job k muxes and uploads while
-        # job k+1 denoises (JobRunner lets one job at a time use the engine).
-        compute=ray.data.ActorPoolStrategy(
-            size=replicas,
-            max_tasks_in_flight_per_actor=tasks_in_flight,
-            max_concurrent_calls_per_actor=tasks_in_flight,
-            enable_true_multi_threading=tasks_in_flight > 1,
-        ),
+        compute=actor_pool(replicas, tasks_in_flight),
         num_gpus=gpus_per_replica,
         num_cpus=cpus_per_replica,
         resources=resources_per_replica or None,

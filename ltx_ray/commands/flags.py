@@ -1,6 +1,8 @@
 """Command-line flags read from the pydantic models they fill, so a flag cannot drift from
 its field: the name (``gpus_per_replica`` -> ``--gpus-per-replica``), the default, the
-choices of a ``Literal``, the type and the help text (the field's description)."""
+choices of a ``Literal``, the type and the help text (the field's description). A field
+whose type is itself a model (``--replicas N|MIN:MAX``) takes one string that the model's
+own validator parses, and a bad value is argparse's usage error with pydantic's message."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import argparse
 import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
 
 from ltx_ray.schema.columns import without_none
@@ -37,10 +39,25 @@ def add_model_flags(parser: argparse.ArgumentParser, model: type[BaseModel], nam
             kwargs["choices"] = list(typing.get_args(kind))
         elif kind in (int, float):
             kwargs["type"] = kind
+        elif isinstance(kind, type) and issubclass(kind, BaseModel):
+            kwargs["type"] = _parsed_by(kind)
         elif kind is not str:
             raise TypeError(f"{model.__name__}.{name}: no command-line form for {field.annotation!r}")
         kwargs.update(overrides.get(name, {}))
         parser.add_argument("--" + name.replace("_", "-"), **kwargs)
+
+
+def _parsed_by(model: type[BaseModel]):
+    """An argparse ``type``: the model validated from the flag's string."""
+
+    def parse(text: str) -> BaseModel:
+        try:
+            return model.model_validate(text)
+        except ValidationError as exc:
+            raise argparse.ArgumentTypeError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+
+    parse.__name__ = model.__name__  # argparse names the type in some messages
+    return parse
 
 
 def flag_values(args: argparse.Namespace, names: list[str], model: type[BaseModel] | None = None) -> dict[str, Any]:

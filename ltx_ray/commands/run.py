@@ -18,7 +18,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
 
     # --gpus-per-replica: unset means 1 on cuda, 0 on cpu, decided once --device is known.
     add_model_flags(p, RunConfig, RUN_FLAGS, gpus_per_replica={"default": None, "help": "GPUs each replica owns; "
-                                                                 "default 1 on cuda, 0 on cpu"})
+                                                                 "default 1 on cuda, 0 on cpu"},
+                    replicas={"metavar": "N|MIN:MAX"})
 
 
 def run_config_from_args(args, manifests: list[str]):

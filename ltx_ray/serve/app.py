@@ -58,6 +58,7 @@ class VideosIngress:
 
     def __init__(self, args: ServeArgs, generator: DeploymentHandle):
         from ltx_ray.serve.jobs import StoreJobStore
+        from ltx_ray.serve.metrics import ServeMetrics
         from ltx_ray.serve.security import ApiKeys, RemoteFetcher
         from ltx_ray.serve.service import VideoService
 
@@ -70,7 +71,7 @@ class VideosIngress:
         async def submit(video_id: str, attempt: int) -> str:
             return await generator.run.remote(video_id, attempt)
 
-        self.service = VideoService(args, jobs, submit, fetcher)
+        self.service = VideoService(args, jobs, submit, fetcher, ServeMetrics())
 
     def __serve_build_asgi_app__(self):
         from ltx_ray.serve.routes import build_api

@@ -26,6 +26,7 @@ from ltx_ray.schema.profiles import ModelProfile
 from ltx_ray.serve.config import ServeArgs
 from ltx_ray.serve.intake import Upload, check_server_paths, parse_create, set_input_uri, validate_row
 from ltx_ray.serve.jobs import SPRITESHEET_SUFFIX, JobAbandoned, JobStore, check_video_id
+from ltx_ray.serve.metrics import NoMetrics
 from ltx_ray.serve.protocol import APIError, JobRecord, Video, VideoDeleted, VideoError, VideoList, not_found
 
 Submit = Callable[[str, int], Awaitable[str]]
@@ -37,7 +38,7 @@ TERMINAL = ("completed", "failed")
 class VideoService:
     """The /v1/videos operations over one job store and one generator."""
 
-    def __init__(self, args: ServeArgs, jobs: JobStore, submit: Submit, fetcher):
+    def __init__(self, args: ServeArgs, jobs: JobStore, submit: Submit, fetcher, metrics=None):
         self.args = args
         self.jobs = jobs
         self.submit = submit
@@ -46,6 +47,8 @@ class VideoService:
         self._inflight: dict[str, asyncio.Task] = {}
         self._reserved = 0
         self._watcher: asyncio.Task | None = None
+        # Queue depth and lease expiries for the operator (ltx_ray.serve.metrics.ServeMetrics in the app).
+        self.metrics = metrics or NoMetrics()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -67,6 +70,9 @@ class VideoService:
         """
         while True:
             await asyncio.sleep(self.args.watch_interval_s)
+            # Ray's metrics agent drops a gauge nobody set for two export intervals (2 x 10 s):
+            # an idle queue is reported again, or it would vanish from the dashboard.
+            self.metrics.queue_depth(self.pending)
             try:
                 await self._sweep()
             except Exception:  # noqa: BLE001 - the watcher must outlive a store hiccup
@@ -83,6 +89,8 @@ class VideoService:
                 continue
             log.warning("video %s attempt %d: %s; settling it", record.id, record.attempt,
                         "no progress for %.0f s" % (now - record.updated_at) if stale else "no dispatch holds it")
+            if stale:
+                self.metrics.lease_expired()
             if task is not None:
                 task.cancel()
             retry = await asyncio.to_thread(self._settle, record.id, record.attempt,
@@ -108,6 +116,8 @@ class VideoService:
             raise APIError(429, f"the queue is full ({self.args.max_pending_jobs} jobs queued or running); "
                            "retry later", code="queue_full")
         self._reserved += 1
+        reserved = True
+        self.metrics.queue_depth(self.pending)
         try:
             intake = parse_create(fields, files, max_prompt_chars=self.args.max_prompt_chars)
             video_id = f"video_{uuid.uuid4().hex}"
@@ -136,10 +146,14 @@ class VideoService:
             await asyncio.to_thread(self.jobs.create, record)
             # From here on nothing may fail: the job is queued, and a 5xx would make the SDK
             # retry the POST and queue it twice.
+            self._reserved -= 1  # the reservation becomes the dispatch: the job is counted once
+            reserved = False
             self._dispatch(video_id, record.attempt)
             return record.to_video()
         finally:
-            self._reserved -= 1
+            if reserved:
+                self._reserved -= 1
+                self.metrics.queue_depth(self.pending)
 
     async def get(self, video_id: str) -> Video:
         return (await self._record(video_id)).to_video()
@@ -192,7 +206,14 @@ class VideoService:
     def _dispatch(self, video_id: str, attempt: int) -> None:
         task = asyncio.get_running_loop().create_task(self._run(video_id, attempt))
         self._inflight[video_id] = task
-        task.add_done_callback(lambda t: self._inflight.pop(video_id, None) if self._inflight.get(video_id) is t else None)
+        self.metrics.queue_depth(self.pending)
+
+        def done(t: asyncio.Task) -> None:
+            if self._inflight.get(video_id) is t:
+                self._inflight.pop(video_id)
+            self.metrics.queue_depth(self.pending)
+
+        task.add_done_callback(done)
 
     async def _run(self, video_id: str, attempt: int) -> None:
         try:

@@ -1,0 +1,48 @@
+"""What the Serve app exports for a cluster operator, through Ray's metrics API.
+
+Served on the metrics export port of the node running the ingress replica, with Ray's
+``ray_`` prefix (and ``_total`` for counters), beside Serve's own ``ray_serve_*`` metrics:
+
+- ``ray_ltx_ray_serve_queue_depth``: video jobs queued or running in the ingress, the
+  number ``max_pending_jobs`` bounds (a POST answers 429 at that depth). Ray's agent drops
+  a gauge not set for two export intervals (20 s), so the ingress's watcher sets it again
+  every ``watch_interval_s``.
+- ``ray_ltx_ray_serve_lease_expiries_total``: running jobs taken back from a worker that
+  went silent (no progress for ``stale_after_s``) and re-queued or failed. A job's progress
+  updates are its lease until the job store has explicit leases; those should count here.
+  Like every Ray counter it appears at its first increment: read it as
+  ``... or vector(0)``.
+"""
+
+from __future__ import annotations
+
+
+class ServeMetrics:
+    """The ingress's metrics; made in the ingress replica's ``__init__`` (Ray metrics belong to their process)."""
+
+    def __init__(self):
+        from ray.util.metrics import Counter, Gauge
+
+        self._queue = Gauge("ltx_ray_serve_queue_depth",
+                            description="Video jobs queued or running in the ingress (bounded by max_pending_jobs).")
+        self._lease_expiries = Counter(
+            "ltx_ray_serve_lease_expiries",
+            description="Running jobs taken back from a worker that stopped reporting progress (stale_after_s).",
+        )
+        self._queue.set(0)
+
+    def queue_depth(self, jobs: int) -> None:
+        self._queue.set(jobs)
+
+    def lease_expired(self) -> None:
+        self._lease_expiries.inc()
+
+
+class NoMetrics:
+    """For a VideoService outside Ray (orchestration tests): records nothing."""
+
+    def queue_depth(self, jobs: int) -> None:
+        pass
+
+    def lease_expired(self) -> None:
+        pass

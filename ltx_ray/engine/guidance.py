@@ -25,6 +25,8 @@ from contextlib import contextmanager
 import torch
 from diffusers.models.transformers.transformer_ltx2 import AudioVisualModelOutput
 
+from ltx_ray.engine.conditioning import forward_replaced
+
 # LTX2VideoTransformer3DModel.forward's arguments with a batch dimension.
 BATCHED = ("hidden_states", "audio_hidden_states", "encoder_hidden_states", "audio_encoder_hidden_states", "timestep",
            "audio_timestep", "sigma", "audio_sigma", "encoder_attention_mask", "audio_encoder_attention_mask",
@@ -38,7 +40,6 @@ def batched_stg(transformer, stg_blocks: list[int], record: dict):
     """Within the block, each conditional call also runs the STG pass as its last batch row, and the
     STG call that follows is answered from it. ``record``: ``calls`` (transformer runs) and
     ``stg_batched`` (STG passes that rode along)."""
-    own = transformer.__dict__.get("forward")  # accelerate's hook wrapper, where there is one
     forward = transformer.forward
     record.update(calls=0, stg_batched=0)
     pending: dict = {}  # the added row of the last batched call: its inputs and its outputs
@@ -59,14 +60,8 @@ def batched_stg(transformer, stg_blocks: list[int], record: dict):
         pending.update(inputs=kw, out=(video[-1:], None if audio is None else audio[-1:]))
         return _output((video[:-1], None if audio is None else audio[:-1]), kw)
 
-    transformer.forward = batched_forward
-    try:
+    with forward_replaced(transformer, batched_forward):
         yield
-    finally:
-        if own is None:
-            del transformer.forward  # the class's forward again
-        else:
-            transformer.forward = own
 
 
 def _plain(kw: dict) -> bool:

@@ -27,6 +27,8 @@ import torch
 from diffusers.models.transformers.transformer_ltx2 import AudioVisualModelOutput
 from diffusers.pipelines.ltx2.dfr_layout import LTX2DFREpilogueTile, split_by_count, trapezoidal_mask_1d, video_tile_plan
 
+from ltx_ray.engine.conditioning import forward_replaced
+
 # Latent cells neighbouring tiles share and feather across (128 px at 32x compression),
 # fewer where a tile is small: a tile stays more than twice its overlap.
 TILE_OVERLAP = 4
@@ -72,7 +74,6 @@ def tiled_transformer(transformer, max_tokens: int, record: dict):
 
     ``record["tiles"]`` is set to the tile count of the tiled calls (1 when none was tiled).
     """
-    own = transformer.__dict__.get("forward")  # accelerate's offload wrapper, where there is one
     forward = transformer.forward
     record["tiles"] = 1
     plans: dict[tuple, list] = {}  # every call of one refinement has the same grid: planned once
@@ -106,14 +107,8 @@ def tiled_transformer(transformer, max_tokens: int, record: dict):
             return AudioVisualModelOutput(sample=out[0], audio_sample=out[1])
         return out
 
-    transformer.forward = tiled_forward
-    try:
+    with forward_replaced(transformer, tiled_forward):
         yield
-    finally:
-        if own is None:
-            del transformer.forward  # the class's forward again
-        else:
-            transformer.forward = own
 
 
 def _overlap(size: int, tiles: int) -> int:

@@ -76,8 +76,22 @@ def main(args) -> int:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        print("stopping")
+        print("stopping", flush=True)
         return 0
     finally:
-        serve.shutdown()
-        ray.shutdown()
+        _stop(serve, ray)
+
+
+def _stop(serve, ray, timeout_s: float = 60.0) -> None:
+    """Serve's apps and actors down, then the Ray connection; bounded, so Ctrl-C always ends the
+    process (a Serve shutdown on a busy shared cluster has been seen to outlast two minutes)."""
+    import threading
+
+    shutdown = threading.Thread(target=serve.shutdown, name="serve-shutdown", daemon=True)
+    shutdown.start()
+    shutdown.join(timeout_s)
+    if shutdown.is_alive():
+        print(f"warning: Serve did not shut down within {timeout_s:.0f} s; its actors may still be on the cluster "
+              "(`serve shutdown -a ADDRESS` removes them)", flush=True)
+    ray.shutdown()
+    print("stopped", flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 
 # Every ServeArgs field is a flag of the same name (`--max-upload-bytes`), its description the
@@ -67,6 +68,9 @@ def main(args) -> int:
         print(f"warning: no API key set and listening on {args.host}: anyone who can reach it can generate")
     if args.model == "tiny":
         print("note: using the embedded tiny LTX-2 (random weights): the videos are noise. Pass --model for real weights.")
+    # Ctrl-C stops the server even where it was started with SIGINT ignored (a background job of
+    # a script inherits that, and so did this command under such a test run).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     # No --address means a fresh local Ray, even when `ray start` left a cluster here (as run does).
     ray.init(address=args.address or "local", include_dashboard=False)
     try:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ltx_ray.engine.placement import OffloadMode, Placement, plan_placement
+from ltx_ray.engine.placement import OffloadMode, Placement, device_room, plan_placement
 from ltx_ray.engine.sizes import folder_params, header_shapes
 from ltx_ray.schema.model_files import index_components
 from ltx_ray.schema.profiles import ModelProfile
@@ -51,6 +51,11 @@ def planned_bytes(root: Path, profile: ModelProfile, dtype: torch.dtype, *, upsa
     sizes = {name: folder_params(_folder(root, profile, name)) * size for name in module_classes(root)}
     if enhancer is not None and profile.enhancer == "separate":
         sizes["prompt_enhancer"] = folder_params(enhancer) * size
+    return _with_companions(sizes, size, upsampler=upsampler, distilled_lora=distilled_lora)
+
+
+def _with_companions(sizes: dict[str, int], size: int, *, upsampler: Path | None, distilled_lora: str | None) -> dict:
+    """``sizes`` with the stage-2 LoRA counted on the transformer and the upsampler as a component."""
     if distilled_lora and "transformer" in sizes:
         sizes["transformer"] += sum(math.prod(s) for s in header_shapes(Path(distilled_lora)).values()) * size
     if upsampler is not None:
@@ -58,13 +63,13 @@ def planned_bytes(root: Path, profile: ModelProfile, dtype: torch.dtype, *, upsa
     return sizes
 
 
-def make_plan(sizes: dict[str, int], device: torch.device, offload: OffloadMode) -> Placement:
-    """The plan over every GPU the replica was given (Ray sets CUDA_VISIBLE_DEVICES); one CPU device otherwise."""
+def make_plan(sizes: dict[str, int], device: torch.device, offload: OffloadMode, placed: dict | None = None) -> Placement:
+    """The plan over every GPU the replica was given (Ray sets CUDA_VISIBLE_DEVICES); one CPU device
+    otherwise. What ``placed`` modules already hold on a card counts as room there."""
     if device.type != "cuda":
         return Placement(devices={n: str(device) for n in sizes}, offload="none", execution_device=str(device),
                          reason=f"single device {device}")
-    free = {f"cuda:{i}": torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())}
-    return plan_placement(sizes, free, offload=offload)
+    return plan_placement(sizes, device_room(placed or {}), offload=offload)
 
 
 def load_pipeline(root: Path, profile: ModelProfile, dtype: torch.dtype, plan: Placement, *, enhancer: Path | None = None):
@@ -82,9 +87,7 @@ def load_pipeline(root: Path, profile: ModelProfile, dtype: torch.dtype, plan: P
     }
     pipe = LTX2Pipeline.from_pretrained(root, dtype=dtype, **modules)
     if enhancer is not None:
-        load_enhancer(pipe, str(enhancer), profile, dtype)
-        if getattr(pipe, "prompt_enhancer", None) is not None:
-            modules["prompt_enhancer"] = pipe.prompt_enhancer
+        load_enhancer(pipe, str(enhancer), profile, dtype)  # placed with the rest by _apply
     _apply(pipe, plan)
     return pipe
 
@@ -93,19 +96,11 @@ def place_built(pipe, device: torch.device, offload: OffloadMode, dtype: torch.d
                 distilled_lora: str | None) -> Placement:
     """The plan of a pipeline built on its card already (bench/gpu.py's random real-size weights,
     engine/real_size.py), applied: what its modules hold on a card counts as room there."""
-    from ltx_ray.engine.placement import device_room
-
     modules = _modules(pipe)
     size = torch.tensor([], dtype=dtype).element_size()
     sizes = {n: sum(p.numel() * p.element_size() for p in m.parameters()) for n, m in modules.items()}
-    if distilled_lora:
-        sizes["transformer"] += sum(math.prod(s) for s in header_shapes(Path(distilled_lora)).values()) * size
-    if upsampler is not None:
-        sizes["latent_upsampler"] = folder_params(upsampler) * size
-    if device.type != "cuda":
-        plan = make_plan(sizes, device, offload)
-    else:
-        plan = plan_placement(sizes, device_room(modules), offload=offload)
+    plan = make_plan(_with_companions(sizes, size, upsampler=upsampler, distilled_lora=distilled_lora), device, offload,
+                     placed=modules)
     _apply(pipe, plan)
     return plan
 

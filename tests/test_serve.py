@@ -77,7 +77,7 @@ def endpoint(ray_local, tmp_path_factory):
     args = ServeArgs(
         store=str(store), api_keys=[KEY], api_keys_env=None, allow_remote_urls=True, max_pending_jobs=10,
         poll_after_ms=50, max_prompt_chars=2000, max_upload_bytes=2 * 2**20, max_frame_pixels=256 * 160 * 33,
-        torch_threads=1, watch_interval_s=1, stale_after_s=20,
+        torch_threads=1, watch_interval_s=1, lease_s=4, stale_after_s=20,
     )
     start_app(args)
     yield Endpoint(port, store, args)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -234,14 +235,29 @@ def record(video_id: str, status: str, attempt: int = 1) -> JobRecord:
                      num_frames=9, fps=24.0, seed=1, attempt=attempt)
 
 
-def test_a_restarted_service_requeues_what_was_queued_or_running_and_fences_the_old_worker(tmp_path):
+def plant(store, video_id: str, status: str, *, lease_in_s: float | None, progress_age_s: float = 1, attempt: int = 1,
+          owner: str = "generator-gone") -> None:
+    """A record as a replica left it: its lease running out ``lease_in_s`` from now (None: none)."""
+    now = time.time()
+    old = record(video_id, status, attempt).model_copy(update={
+        "lease_owner": owner if lease_in_s is not None else None,
+        "lease_expires_at": now + lease_in_s if lease_in_s is not None else None,
+        "progress_at": now - progress_age_s, "updated_at": now - progress_age_s})
+    store.root.put(f"jobs/{video_id}.json", old.model_dump_json().encode())
+
+
+def test_a_restarted_service_takes_back_what_a_dead_app_held_and_fences_its_worker(tmp_path):
     from ltx_ray.serve.jobs import JobAbandoned
     from ltx_ray.serve.service import VideoService
 
     store = StoreJobStore(str(tmp_path))
-    ids = {s: f"video_{i:032x}" for i, s in enumerate(["completed", "failed", "queued", "in_progress"])}
-    for status, video_id in ids.items():
-        store.create(record(video_id, status))
+    ids = {s: f"video_{i:032x}" for i, s in enumerate(["completed", "failed", "queued", "in_progress", "running"])}
+    for status in ("completed", "failed"):
+        plant(store, ids[status], status, lease_in_s=None)
+    plant(store, ids["queued"], "queued", lease_in_s=-1, owner="ingress-of-the-old-app")
+    plant(store, ids["in_progress"], "in_progress", lease_in_s=-1)
+    # A generator of this app still beating its heartbeat: left alone.
+    plant(store, ids["running"], "in_progress", lease_in_s=60, owner="generator-alive")
     dispatched = []
 
     async def fake_submit(video_id: str, attempt: int) -> str:
@@ -252,14 +268,17 @@ def test_a_restarted_service_requeues_what_was_queued_or_running_and_fences_the_
     async def restart():
         service = VideoService(fake_args(tmp_path), store, fake_submit, fetcher=None)
         await service.start()
-        while service.pending:
+        while service.dispatcher.inflight:
             await asyncio.sleep(0.01)
 
     asyncio.run(restart())
-    assert sorted(dispatched) == sorted([(ids["queued"], 2), (ids["in_progress"], 2)])
-    with pytest.raises(JobAbandoned):  # the old app's worker can no longer write the job
+    # The queued job is dispatched again as the same attempt (it never ran); the running one
+    # as the next attempt, which fences off the old app's worker.
+    assert sorted(dispatched) == sorted([(ids["queued"], 1), (ids["in_progress"], 2)])
+    with pytest.raises(JobAbandoned):
         store.update(ids["in_progress"], 1, progress=50)
-    assert {r.id: (r.status, r.attempt) for r in store.list()}[ids["in_progress"]] == ("completed", 2)
+    final = {r.id: (r.status, r.attempt) for r in store.list()}
+    assert final[ids["in_progress"]] == ("completed", 2) and final[ids["running"]] == ("in_progress", 1)
 
 
 def test_a_job_whose_worker_keeps_dying_is_requeued_then_failed_never_left_in_progress(tmp_path):
@@ -276,7 +295,7 @@ def test_a_job_whose_worker_keeps_dying_is_requeued_then_failed_never_left_in_pr
     async def scenario():
         service = VideoService(fake_args(tmp_path, max_attempts=3), store, fake_dying_submit, fetcher=None)
         video = await service.create({"prompt": "p", "size": "64x64", "num_frames": "9"}, {})
-        while service.pending:
+        while service.dispatcher.inflight:
             await asyncio.sleep(0.01)
         return await service.get(video.id)
 
@@ -307,7 +326,7 @@ def test_the_queue_refuses_work_beyond_max_pending_jobs(tmp_path):
             await service.create({"prompt": "p", "size": "64x64", "num_frames": "9"}, {})
         depth_when_full = metrics.depths[-1]
         release.set()
-        while service.pending:
+        while service.dispatcher.inflight:
             await asyncio.sleep(0.01)
         depth_when_drained = metrics.depths[-1]
         await service.create({"prompt": "p", "size": "64x64", "num_frames": "9"}, {})  # room again
@@ -365,16 +384,17 @@ def test_the_job_store_keeps_records_inputs_and_outputs_on_a_folder_or_s3(store_
     assert [r.id for r in StoreJobStore(store_uri).list()] == [second]
 
 
-def test_the_watcher_requeues_a_job_no_dispatch_holds_or_whose_worker_went_silent(tmp_path):
-    import time as clock
-
+def test_the_sweep_takes_back_jobs_whose_lease_ran_out_or_that_stopped_progressing_and_no_others(tmp_path):
     from ltx_ray.serve.service import VideoService
 
     store = StoreJobStore(str(tmp_path))
-    orphan, silent, waiting = f"video_{1:032x}", f"video_{2:032x}", f"video_{3:032x}"
-    for video_id, status in ((orphan, "in_progress"), (silent, "in_progress"), (waiting, "queued")):
-        old = record(video_id, status).model_copy(update={"updated_at": clock.time() - 100})
-        store.root.put(f"jobs/{video_id}.json", old.model_dump_json().encode())  # as a crashed worker left it
+    ids = [f"video_{i:032x}" for i in range(5)]
+    orphan, silent, waiting, elsewhere, busy = ids
+    plant(store, orphan, "in_progress", lease_in_s=-1)  # its generator died
+    plant(store, silent, "in_progress", lease_in_s=60, progress_age_s=100)  # beating, but stuck
+    plant(store, waiting, "queued", lease_in_s=-1, owner="ingress-dead")  # its ingress replica died
+    plant(store, elsewhere, "queued", lease_in_s=60, owner="ingress-alive")  # another replica dispatches it
+    plant(store, busy, "in_progress", lease_in_s=60)  # running fine
     dispatched = []
 
     async def fake_submit(video_id: str, attempt: int) -> str:
@@ -384,18 +404,20 @@ def test_the_watcher_requeues_a_job_no_dispatch_holds_or_whose_worker_went_silen
 
     async def scenario():
         service = VideoService(fake_args(tmp_path, stale_after_s=50), store, fake_submit, fetcher=None, metrics=metrics)
-        hanging = asyncio.get_running_loop().create_future()  # a dispatch that never answers
-        service._inflight[silent] = asyncio.ensure_future(hanging)
-        await service._sweep()
-        while service.pending:
+        await service.dispatcher.sweep()
+        while service.dispatcher.inflight:
             await asyncio.sleep(0.01)
+        return service
 
     metrics = FakeMetrics()
-    asyncio.run(scenario())
-    assert sorted(dispatched) == [(orphan, 2), (silent, 2), (waiting, 2)]
-    assert {r.status for r in store.list()} == {"completed"}
-    # Jobs held in progress with no progress past stale_after_s lost their lease; a queued job had none.
+    service = asyncio.run(scenario())
+    assert sorted(dispatched) == sorted([(orphan, 2), (silent, 2), (waiting, 1)])
+    assert {r.id: r.status for r in store.list()} == {
+        orphan: "completed", silent: "completed", waiting: "completed", elsewhere: "queued", busy: "in_progress"}
+    # Two running jobs taken back from their generator; a queued job's dispatch lease is no job lost.
     assert metrics.lease_expiries == 2
+    # Jobs other replicas hold count toward this replica's 429 bound.
+    assert service.dispatcher.elsewhere == 5
 
 
 def test_lora_weights_named_in_a_request_must_lie_under_an_allowed_prefix():

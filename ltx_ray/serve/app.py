@@ -1,6 +1,11 @@
-"""The Serve application: an HTTP ingress and a pool of generator replicas.
+"""The Serve application: HTTP ingress replicas and a pool of generator replicas.
 
-    VideosIngress (FastAPI, async, no GPU)  --handle-->  Generator x replicas (one job at a time)
+    VideosIngress x ingress_replicas (FastAPI, async, no GPU)  --handle-->  Generator x replicas (one job at a time)
+                            \                                                 /
+                             `---------- the job store: the durable queue ---'
+
+Any ingress replica answers for any job: the queue, the leases and the progress live in the
+job store (``ltx_ray.serve.dispatch``), never in a replica's memory.
 
 ``build_app(ServeArgs)`` is a typed application builder, so the same app starts from
 ``ltx-ray serve``, ``serve run ltx_ray.serve.app:build_app store=...`` or a Serve config
@@ -45,7 +50,7 @@ class Generator:
             **args.lever_flags(),
         )
         runner = build_runner(spec, node_id=ray.get_runtime_context().get_node_id())
-        self.worker = VideoWorker(jobs, runner, runner.model.profile)
+        self.worker = VideoWorker(jobs, runner, runner.model.profile, lease_s=args.lease_s)
 
     def run(self, video_id: str, attempt: int) -> str:
         return self.worker.run(video_id, attempt)
@@ -54,7 +59,7 @@ class Generator:
 @serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0})
 @serve.ingress()
 class VideosIngress:
-    """The /v1/videos HTTP API. Run one replica: it owns the dispatch queue of the app."""
+    """The /v1/videos HTTP API; as many replicas as ``ingress_replicas`` (the queue is in the store)."""
 
     def __init__(self, args: ServeArgs, generator: DeploymentHandle):
         from ltx_ray.serve.jobs import StoreJobStore
@@ -86,7 +91,19 @@ def build_app(args: ServeArgs) -> Application:
     # One run id for the app's lifetime: every sidecar and results row it writes names it.
     args = args.model_copy(update={"run_id": args.run_id or new_run_id("serve-")})
     generator = Generator.options(
-        num_replicas=args.replicas,
+        **generator_replicas(args),
         ray_actor_options={"num_gpus": args.gpus_per_replica, "num_cpus": args.cpus_per_replica},
     ).bind(args)
-    return VideosIngress.bind(args, generator)
+    return VideosIngress.options(num_replicas=args.ingress_replicas).bind(args, generator)
+
+
+def generator_replicas(args: ServeArgs) -> dict:
+    """A fixed number of generator replicas, or Serve autoscaling on the queue depth: every
+    dispatched job is one request at the handle, queued there until a replica is free, and
+    Serve counts queued and running requests against ``target_ongoing_requests`` = 1."""
+    if args.replicas.fixed:
+        return {"num_replicas": args.replicas.min}
+    return {"autoscaling_config": {
+        "min_replicas": args.replicas.min, "max_replicas": args.replicas.max, "target_ongoing_requests": 1,
+        "upscale_delay_s": args.upscale_delay_s, "downscale_delay_s": args.downscale_delay_s,
+    }}

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr, model_validator
 
+from ltx_ray.batch.pool import Replicas
 from ltx_ray.job.build import ATTENTION_HELP, Attention
 from ltx_ray.schema.fields import MAX_PROMPT_CHARS
 from ltx_ray.schema.levers import LeverFlags
@@ -35,7 +36,15 @@ class ServeArgs(LeverFlags):
                                        "requests on a dev model, instead of the profile's file at the model's root.")
     enhancer: str | None = Field(default=None, description="prompt enhancer folder (local or URI) for enhance_prompt requests: "
                                  "a Gemma 3 processor (LTX-2.0 / 2.3), google/gemma-4-E2B-it (LTX-2.5)")
-    replicas: int = Field(default=1, ge=1, description="Generator replicas; each runs one job at a time.")
+    replicas: Replicas = Field(default=Replicas(min=1, max=1), description="Generator replicas, each running one job "
+                               "at a time: N (fixed) or MIN:MAX (Serve autoscaling on the queue: a replica more "
+                               "while jobs wait, up to MAX; idle ones go, down to MIN).")
+    ingress_replicas: int = Field(default=1, ge=1, description="HTTP ingress replicas. The queue is the job store, "
+                                  "so any replica answers for any job and a dead one loses nothing.")
+    upscale_delay_s: float = Field(default=10.0, ge=0, description="With replicas MIN:MAX: how long jobs must wait "
+                                   "before another generator replica starts.")
+    downscale_delay_s: float = Field(default=300.0, ge=0, description="With replicas MIN:MAX: how long a generator "
+                                     "replica stays idle before it goes.")
     gpus_per_replica: float = Field(default=0, ge=0, description="GPUs reserved by each generator replica.")
     cpus_per_replica: float = Field(default=1, ge=0, description="CPUs reserved by each generator replica.")
     torch_threads: int | None = Field(default=None, ge=1, description="Torch CPU threads per replica; default all cores.")
@@ -62,7 +71,19 @@ class ServeArgs(LeverFlags):
                                   description="Largest width x height x num_frames of one video.")
     max_pending_jobs: int = Field(default=64, ge=1, description="Queued + running jobs before POST answers 429.")
     max_attempts: int = Field(default=2, ge=1, description="Runs of a job whose worker died before it is marked failed.")
-    watch_interval_s: float = Field(default=5.0, gt=0, description="How often the ingress looks for lost or stalled jobs.")
+    watch_interval_s: float = Field(default=5.0, gt=0, description="How often each ingress replica renews its leases "
+                                    "and looks for lost or stalled jobs.")
+    lease_s: float = Field(default=30.0, gt=0, description="How long a job stays held (by the ingress replica dispatching "
+                           "it, then the generator replica running it) without a heartbeat; a dead holder's job is "
+                           "taken back after this long. At least 3 x watch_interval_s.")
     stale_after_s: float = Field(default=900.0, gt=0, description="A running job with no progress for this long is "
                                  "taken as lost with its worker and re-queued (or failed after max_attempts).")
     poll_after_ms: int = Field(default=1000, ge=10, description="The openai-poll-after-ms header on reads.")
+
+    @model_validator(mode="after")
+    def _leases_outlive_sweeps(self):
+        if self.lease_s < 3 * self.watch_interval_s:
+            raise ValueError(f"lease_s {self.lease_s:g} is less than 3 x watch_interval_s ({self.watch_interval_s:g}): "
+                             "an ingress replica renews its leases once a sweep, so they would run out under it; "
+                             f"raise lease_s to at least {3 * self.watch_interval_s:g}")
+        return self

@@ -7,6 +7,9 @@ Layout under the store root (a directory or any fsspec URI)::
     inputs/{id}/{name}      uploaded or fetched input images
     videos/{id}.mp4 .jpg .webp .json, videos/results/{id}.parquet   outputs of JobRunner (as in batch)
 
+Every change of a record is a conditional write (``ltx_ray.storage.records``): created only
+if absent, changed only if still the version read. So any number of ingress and generator
+replicas share the store, and two of them can never both claim a job or both re-queue it.
 Workers write a record only while they hold its current ``attempt`` (a fencing token), so a
 re-queued job is never overwritten by the worker that was thought dead.
 """
@@ -15,11 +18,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from ltx_ray.serve.protocol import VIDEO_ID_PATTERN, JobRecord
+from ltx_ray.storage.records import Records
 from ltx_ray.storage.results import result_name
 from ltx_ray.storage.store import OutputStore
+
+# A change that keeps losing the race this many times is a store gone wrong, not contention.
+MAX_SWAPS = 100
 
 SPRITESHEET_SUFFIX = ".sprites.jpg"
 
@@ -33,9 +41,9 @@ class JobStore(Protocol):
 
     outputs: OutputStore
 
-    def create(self, record: JobRecord) -> None: ...
+    def create(self, record: JobRecord) -> bool: ...
     def get(self, video_id: str) -> JobRecord | None: ...
-    def put(self, record: JobRecord) -> None: ...
+    def change(self, video_id: str, edit: Callable[[JobRecord], JobRecord | None]) -> JobRecord | None: ...
     def update(self, video_id: str, held: int, /, **fields) -> JobRecord: ...
     def list(self) -> list[JobRecord]: ...
     def save_input(self, video_id: str, name: str, data: bytes) -> str: ...
@@ -50,10 +58,11 @@ def check_video_id(video_id: str) -> bool:
 
 
 class StoreJobStore:
-    """A JobStore on an ``OutputStore`` (local folder, s3://, gs://, memory://, ...)."""
+    """A JobStore on a local (or shared) folder or S3: the stores with conditional writes."""
 
     def __init__(self, uri: str):
         self.root = OutputStore(uri)
+        self.records = Records(self.root)
         self.outputs = OutputStore(self.root.uri("videos"))
 
     @staticmethod
@@ -62,28 +71,48 @@ class StoreJobStore:
             raise ValueError(f"not a video id: {video_id!r}")
         return f"jobs/{video_id}{suffix}"
 
-    def create(self, record: JobRecord) -> None:
-        self.put(record)
+    def create(self, record: JobRecord) -> bool:
+        """Store a new record; False if a record with its id exists already (nothing is written)."""
+        record.updated_at = time.time()
+        return self.records.create(self._name(record.id, ".json"), record.model_dump_json().encode())
 
     def get(self, video_id: str) -> JobRecord | None:
+        read = self._read(video_id)
+        return read[0] if read else None
+
+    def _read(self, video_id: str) -> tuple[JobRecord, str] | None:
         if not check_video_id(video_id) or self.is_deleted(video_id):
             return None
-        try:
-            return JobRecord.model_validate_json(self.root.get(self._name(video_id, ".json")))
-        except FileNotFoundError:
-            return None
+        read = self.records.read(self._name(video_id, ".json"))
+        return (JobRecord.model_validate_json(read[0]), read[1]) if read else None
 
-    def put(self, record: JobRecord) -> None:
-        record.updated_at = time.time()
-        self.root.put(self._name(record.id, ".json"), record.model_dump_json().encode())
+    def change(self, video_id: str, edit: Callable[[JobRecord], JobRecord | None]) -> JobRecord | None:
+        """Compare-and-swap: ``edit`` the current record until the write lands on the version it
+        read. Returns the record written, or None when there is no record (deleted) or ``edit``
+        returned None (nothing to change). What ``edit`` raises stops the change."""
+        for _ in range(MAX_SWAPS):
+            read = self._read(video_id)
+            if read is None:
+                return None
+            new = edit(read[0])
+            if new is None:
+                return None
+            new = new.model_copy(update={"updated_at": time.time()})
+            if self.records.swap(self._name(video_id, ".json"), new.model_dump_json().encode(), read[1]):
+                return new
+        raise RuntimeError(f"video {video_id}: the record changed under {MAX_SWAPS} writes in a row")
 
     def update(self, video_id: str, held: int, /, **fields) -> JobRecord:
         """Change fields of a record whose current attempt is ``held``; else raise JobAbandoned."""
-        record = self.get(video_id)
-        if record is None or record.attempt != held:
-            raise JobAbandoned(f"video {video_id} was deleted or re-queued; attempt {held} stops")
-        record = record.model_copy(update=fields)
-        self.put(record)
+
+        def edit(record: JobRecord) -> JobRecord:
+            if record.attempt != held:
+                raise JobAbandoned(f"video {video_id} was re-queued as attempt {record.attempt}; attempt {held} stops")
+            return record.model_copy(update=fields)
+
+        record = self.change(video_id, edit)
+        if record is None:
+            raise JobAbandoned(f"video {video_id} was deleted; attempt {held} stops")
         return record
 
     def list(self) -> list[JobRecord]:
@@ -116,4 +145,4 @@ class StoreJobStore:
             self.outputs.delete(name)
         for name in self.root.list(f"inputs/{video_id}"):
             self.root.delete(name)
-        self.root.delete(self._name(video_id, ".json"))
+        self.records.delete(self._name(video_id, ".json"))

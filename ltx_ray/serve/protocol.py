@@ -127,6 +127,11 @@ class JobRecord(BaseModel):
     seed: int
     attempt: int = Field(default=1, description="Fencing token: only the worker holding this attempt may write.")
     worker: str | None = None
+    lease_owner: str | None = Field(default=None, description="Who holds the job: the ingress replica dispatching it "
+                                    "(queued) or the generator replica running it (in_progress).")
+    lease_expires_at: float | None = Field(default=None, description="Unix seconds; the holder's heartbeats move it on. "
+                                           "Past it, any ingress replica may take the job back.")
+    progress_at: float | None = Field(default=None, description="When progress last moved (a heartbeat is not progress).")
 
     def to_video(self) -> Video:
         return Video(

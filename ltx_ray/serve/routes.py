@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from contextlib import asynccontextmanager
 from typing import Literal
 
@@ -39,7 +40,7 @@ def build_api(service: VideoService, keys: ApiKeys) -> FastAPI:
     @v1.post("/videos", response_model=Video)
     async def create_video(request: Request) -> Video:
         fields, files = await _read_request(request)
-        return await service.create(fields, files)
+        return await service.create(fields, files, idempotency=_idempotency(request))
 
     @v1.get("/videos", response_model=VideoList)
     async def list_videos(
@@ -71,6 +72,17 @@ def build_api(service: VideoService, keys: ApiKeys) -> FastAPI:
     _install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=service.args.max_upload_bytes)
     return app
+
+
+def _idempotency(request: Request) -> str | None:
+    """The Idempotency-Key header, scoped to the caller's credentials (two keys never share a job)."""
+    key = request.headers.get("idempotency-key")
+    if not key:
+        return None
+    if len(key) > 255:
+        raise APIError(400, "Idempotency-Key: longer than 255 characters", param="Idempotency-Key", code="invalid_value")
+    caller = hashlib.sha256(request.headers.get("authorization", "").encode()).hexdigest()
+    return f"{caller}:{key}"
 
 
 async def _read_request(request: Request) -> tuple[dict, dict[str, list[Upload]]]:

@@ -1,22 +1,19 @@
 """What each route does, behind the HTTP layer: accept, queue, report, cancel, serve outputs.
 
-One ``VideoService`` lives in the ingress replica. It never blocks the event loop (store
-I/O runs in threads) and never answers 5xx once a job is queued. It dispatches each job to
-the generator deployment through ``submit`` (a coroutine: the Serve handle in the app, a
-fake in orchestration tests) and keeps a reference to every dispatch, so it can count the
-queue (429 when full) and notice a worker that died mid-job (the job is re-queued, or
-failed after ``max_attempts``; never left in_progress).
+One ``VideoService`` lives in each ingress replica. It never blocks the event loop (store
+I/O runs in threads) and never answers 5xx once a job is queued. The queue itself is the
+job store; its ``Dispatcher`` (``ltx_ray.serve.dispatch``) sends each job to the generator
+deployment and, with the other ingress replicas, takes back jobs whose holder died.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import logging
 import math
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
@@ -24,15 +21,14 @@ from PIL import Image, UnidentifiedImageError
 from ltx_ray.job.inputs import MAX_IMAGE_PIXELS
 from ltx_ray.schema.profiles import ModelProfile
 from ltx_ray.serve.config import ServeArgs
+from ltx_ray.serve.dispatch import Dispatcher, Submit
 from ltx_ray.serve.intake import Upload, check_server_paths, parse_create, set_input_uri, validate_row
-from ltx_ray.serve.jobs import SPRITESHEET_SUFFIX, JobAbandoned, JobStore, check_video_id
+from ltx_ray.serve.jobs import SPRITESHEET_SUFFIX, JobStore, check_video_id
 from ltx_ray.serve.metrics import NoMetrics
-from ltx_ray.serve.protocol import APIError, JobRecord, Video, VideoDeleted, VideoError, VideoList, not_found
+from ltx_ray.serve.protocol import APIError, JobRecord, Video, VideoDeleted, VideoList, not_found
 
-Submit = Callable[[str, int], Awaitable[str]]
 # Serve writes this logger to the replica's log file.
 log = logging.getLogger("ray.serve")
-TERMINAL = ("completed", "failed")
 
 
 class VideoService:
@@ -44,63 +40,34 @@ class VideoService:
         self.submit = submit
         self.fetcher = fetcher
         self.model_name = args.served_model_name or args.model
-        self._inflight: dict[str, asyncio.Task] = {}
-        self._reserved = 0
         self._watcher: asyncio.Task | None = None
         # Queue depth and lease expiries for the operator (ltx_ray.serve.metrics.ServeMetrics in the app).
         self.metrics = metrics or NoMetrics()
+        self.dispatcher = Dispatcher(args, jobs, submit, self.metrics)
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Re-queue what a previous app left queued or running (oldest first)."""
-        for record in await asyncio.to_thread(self.jobs.list):
-            if record.status not in TERMINAL:
-                # A new attempt fences off any worker of the old app still holding the job.
-                record = record.model_copy(update={"status": "queued", "progress": 0, "attempt": record.attempt + 1})
-                await asyncio.to_thread(self.jobs.put, record)
-                self._dispatch(record.id, record.attempt)
+        """Sweep at once (what a previous app left queued or running is taken back as its
+        leases run out), then every ``watch_interval_s``."""
+        await self.dispatcher.sweep()
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
     async def _watch(self) -> None:
-        """Forever: find jobs whose dispatch was lost or whose worker went silent, and settle them.
-
-        A dead replica normally surfaces as an error on its dispatch; this sweep covers what
-        does not (a request Serve retried or left hanging, a settle that failed to write).
-        """
         while True:
             await asyncio.sleep(self.args.watch_interval_s)
             # Ray's metrics agent drops a gauge nobody set for two export intervals (2 x 10 s):
             # an idle queue is reported again, or it would vanish from the dashboard.
-            self.metrics.queue_depth(self.pending)
+            self.dispatcher.report()
             try:
-                await self._sweep()
+                await self.dispatcher.sweep()
             except Exception:  # noqa: BLE001 - the watcher must outlive a store hiccup
                 log.exception("job watcher: sweep failed")
 
-    async def _sweep(self) -> None:
-        now = time.time()
-        for record in await asyncio.to_thread(self.jobs.list):
-            if record.status in TERMINAL or now - record.updated_at < 2 * self.args.watch_interval_s:
-                continue  # done, or too fresh to judge (a create may not have dispatched yet)
-            task = self._inflight.get(record.id)
-            stale = record.status == "in_progress" and now - record.updated_at > self.args.stale_after_s
-            if task is not None and not stale:
-                continue
-            log.warning("video %s attempt %d: %s; settling it", record.id, record.attempt,
-                        "no progress for %.0f s" % (now - record.updated_at) if stale else "no dispatch holds it")
-            if stale:
-                self.metrics.lease_expired()
-            if task is not None:
-                task.cancel()
-            retry = await asyncio.to_thread(self._settle, record.id, record.attempt,
-                                            "the worker went silent" if stale else "the job's dispatch was lost")
-            if retry is not None:
-                self._dispatch(record.id, retry)
-
     @property
     def pending(self) -> int:
-        return len(self._inflight) + self._reserved
+        """Jobs queued or running in the whole app, as this replica last counted them (the 429 bound)."""
+        return self.dispatcher.depth + self.dispatcher.elsewhere
 
     def _check_size(self, job, intake) -> None:
         if job.width * job.height * job.num_frames > self.args.max_frame_pixels:
@@ -111,16 +78,18 @@ class VideoService:
 
     # -- routes ----------------------------------------------------------------------------
 
-    async def create(self, fields: dict[str, Any], files: dict[str, list[Upload]]) -> Video:
+    async def create(self, fields: dict[str, Any], files: dict[str, list[Upload]], idempotency: str | None = None) -> Video:
+        """Accept a job. ``idempotency`` (the caller's key and its Idempotency-Key header) names
+        the job: a retried POST with the same key gets the same video, never a second one."""
         if self.pending >= self.args.max_pending_jobs:
             raise APIError(429, f"the queue is full ({self.args.max_pending_jobs} jobs queued or running); "
                            "retry later", code="queue_full")
-        self._reserved += 1
+        self.dispatcher.reserved += 1
         reserved = True
-        self.metrics.queue_depth(self.pending)
+        self.dispatcher.report()
         try:
             intake = parse_create(fields, files, max_prompt_chars=self.args.max_prompt_chars)
-            video_id = f"video_{uuid.uuid4().hex}"
+            video_id = video_id_for(idempotency)
             row = validate_row(intake, video_id)  # first with placeholders: a bad request fetches nothing
             check_server_paths(row, self.args.lora_prefixes, intake)
             job = row.resolve(ModelProfile())
@@ -141,19 +110,22 @@ class VideoService:
                 id=video_id, model=intake.model or self.model_name, prompt=row.prompt,
                 seconds=intake.seconds or f"{round(job.duration_s, 2):g}", size=f"{job.width}x{job.height}",
                 row=row.model_dump(mode="json", exclude_none=True), task=job.task, num_frames=job.num_frames,
-                fps=job.fps, seed=job.seed,
+                fps=job.fps, seed=job.seed, **self.dispatcher.lease(),
             )
-            await asyncio.to_thread(self.jobs.create, record)
+            if not await asyncio.to_thread(self.jobs.create, record):
+                # The same Idempotency-Key again (a client retrying a POST whose answer it lost):
+                # the job it created, not a second one.
+                return (await self._record(video_id)).to_video()
             # From here on nothing may fail: the job is queued, and a 5xx would make the SDK
             # retry the POST and queue it twice.
-            self._reserved -= 1  # the reservation becomes the dispatch: the job is counted once
+            self.dispatcher.reserved -= 1  # the reservation becomes the dispatch: the job is counted once
             reserved = False
-            self._dispatch(video_id, record.attempt)
+            self.dispatcher.dispatch(video_id, record.attempt)
             return record.to_video()
         finally:
             if reserved:
-                self._reserved -= 1
-                self.metrics.queue_depth(self.pending)
+                self.dispatcher.reserved -= 1
+            self.dispatcher.report()
 
     async def get(self, video_id: str) -> Video:
         return (await self._record(video_id)).to_video()
@@ -201,56 +173,12 @@ class VideoService:
             raise not_found(video_id)
         return record
 
-    # -- dispatch and recovery -------------------------------------------------------------
 
-    def _dispatch(self, video_id: str, attempt: int) -> None:
-        task = asyncio.get_running_loop().create_task(self._run(video_id, attempt))
-        self._inflight[video_id] = task
-        self.metrics.queue_depth(self.pending)
-
-        def done(t: asyncio.Task) -> None:
-            if self._inflight.get(video_id) is t:
-                self._inflight.pop(video_id)
-            self.metrics.queue_depth(self.pending)
-
-        task.add_done_callback(done)
-
-    async def _run(self, video_id: str, attempt: int) -> None:
-        try:
-            outcome = await self.submit(video_id, attempt)
-            cause = f"the worker returned {outcome!r} without finishing the job"
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a dead replica surfaces as any of Ray's errors
-            log.warning("video %s attempt %d: worker failed: %s", video_id, attempt, exc)
-            cause = f"the worker running the job died ({type(exc).__name__})"
-        try:
-            retry = await asyncio.to_thread(self._settle, video_id, attempt, cause)
-        except Exception:  # noqa: BLE001 - the store failed us; the next app start re-queues the job
-            log.exception("video %s attempt %d: could not settle the job", video_id, attempt)
-            return
-        if retry is not None:
-            self._inflight.pop(video_id, None)
-            self._dispatch(video_id, retry)
-
-    def _settle(self, video_id: str, attempt: int, cause: str) -> int | None:
-        """After a dispatch ends: leave the job terminal, or return the attempt to re-queue it as."""
-        if self.jobs.is_deleted(video_id):
-            self.jobs.purge(video_id)
-            return None
-        record = self.jobs.get(video_id)
-        if record is None or record.attempt != attempt or record.status in TERMINAL:
-            return None
-        try:
-            if attempt < self.args.max_attempts:
-                self.jobs.update(video_id, attempt, status="queued", progress=0, attempt=attempt + 1)
-                return attempt + 1
-            self.jobs.update(video_id, attempt, status="failed", completed_at=int(time.time()),
-                             error=VideoError(code="worker_died", message=f"{cause}; attempt {attempt} of "
-                                              f"{self.args.max_attempts}, no retry left"))
-        except JobAbandoned:
-            pass
-        return None
+def video_id_for(idempotency: str | None) -> str:
+    """A fresh id, or the one an idempotency key (already scoped to its API key) always gets."""
+    if idempotency is None:
+        return f"video_{uuid.uuid4().hex}"
+    return "video_" + hashlib.sha256(idempotency.encode()).hexdigest()[:32]
 
 
 def _check_image(data: bytes, param: str) -> str:

@@ -198,7 +198,15 @@ def test_the_rayservice_serve_config_passes_rays_serve_schema():
         ServeDeploySchema, "model_validate") else ServeDeploySchema.parse_obj(yaml.safe_load(doc["spec"]["serveConfigV2"]))
     (app,) = config.applications
     assert app.import_path == "ltx_ray.serve.app:build_app"
-    assert set(app.args) == {"model", "store", "device", "dtype"}
+    from ltx_ray.serve.config import ServeArgs
+
+    args = ServeArgs.model_validate(app.args)
+    # Each generator replica gets the GPU its cuda device needs, and Serve may ask for no more
+    # replicas than the GPU worker group can hold.
+    assert args.device == "cuda" and args.gpus_per_replica == 1
+    gpu_group = next(g for g in doc["spec"]["rayClusterConfig"]["workerGroupSpecs"] if g["groupName"] == "gpu")
+    assert args.replicas.max * args.gpus_per_replica <= gpu_group["maxReplicas"]
+    assert args.ingress_replicas >= 2
 
 
 def test_the_launcher_config_validates_against_rays_schema_and_has_a_gpu_worker_type():

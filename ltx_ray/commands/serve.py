@@ -22,9 +22,7 @@ def add_parser(sub) -> str:
     from ltx_ray.serve.config import ServeArgs
 
     p = sub.add_parser("serve", help="serve the OpenAI-style /v1/videos API on Ray Serve")
-    # --gpus-per-replica: unset means 1 on cuda, 0 on cpu, decided once --device is known.
-    add_model_flags(p, ServeArgs, serve_flags(), gpus_per_replica={"default": None, "help": "GPUs reserved by each "
-                                                                  "generator replica; default 1 on cuda, 0 on cpu"})
+    add_model_flags(p, ServeArgs, serve_flags())
     # Flags of the command itself, or spelled for a command line (one --api-key per key).
     p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (0.0.0.0 to listen on every interface)")
     p.add_argument("--port", type=int, default=8000)
@@ -39,8 +37,6 @@ def serve_args_from_cli(args):
     from ltx_ray.serve.config import ServeArgs
 
     values = flag_values(args, serve_flags(), ServeArgs)
-    if values["gpus_per_replica"] is None:
-        values["gpus_per_replica"] = 1 if args.device.startswith("cuda") else 0
     return ServeArgs(**values, api_keys=args.api_key, api_keys_file=args.api_key_file)
 
 

@@ -45,7 +45,8 @@ class ServeArgs(LeverFlags):
                                    "before another generator replica starts.")
     downscale_delay_s: float = Field(default=300.0, ge=0, description="With replicas MIN:MAX: how long a generator "
                                      "replica stays idle before it goes.")
-    gpus_per_replica: float = Field(default=0, ge=0, description="GPUs reserved by each generator replica.")
+    gpus_per_replica: float | None = Field(default=None, ge=0, description="GPUs reserved by each generator replica; "
+                                           "default 1 with a cuda device, 0 on cpu.")
     cpus_per_replica: float = Field(default=1, ge=0, description="CPUs reserved by each generator replica.")
     torch_threads: int | None = Field(default=None, ge=1, description="Torch CPU threads per replica; default all cores.")
     attention: Attention = Field(default="native", description=ATTENTION_HELP)
@@ -79,6 +80,14 @@ class ServeArgs(LeverFlags):
     stale_after_s: float = Field(default=900.0, gt=0, description="A running job with no progress for this long is "
                                  "taken as lost with its worker and re-queued (or failed after max_attempts).")
     poll_after_ms: int = Field(default=1000, ge=10, description="The openai-poll-after-ms header on reads.")
+
+    @model_validator(mode="after")
+    def _gpus_follow_the_device(self):
+        # A Serve config naming device: cuda and no GPUs would start replicas Ray gives no GPU
+        # (CUDA_VISIBLE_DEVICES empty): the model would not find its card.
+        if self.gpus_per_replica is None:
+            self.gpus_per_replica = 1 if self.device.startswith("cuda") else 0
+        return self
 
     @model_validator(mode="after")
     def _leases_outlive_sweeps(self):

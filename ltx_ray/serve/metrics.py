@@ -3,14 +3,13 @@
 Served on the metrics export port of the node running the ingress replica, with Ray's
 ``ray_`` prefix (and ``_total`` for counters), beside Serve's own ``ray_serve_*`` metrics:
 
-- ``ray_ltx_ray_serve_queue_depth``: video jobs queued or running in the ingress, the
-  number ``max_pending_jobs`` bounds (a POST answers 429 at that depth). Ray's agent drops
-  a gauge not set for two export intervals (20 s), so the ingress's watcher sets it again
-  every ``watch_interval_s``.
-- ``ray_ltx_ray_serve_lease_expiries_total``: running jobs taken back from a worker that
-  went silent (no progress for ``stale_after_s``) and re-queued or failed. A job's progress
-  updates are its lease until the job store has explicit leases; those should count here.
-  Like every Ray counter it appears at its first increment: read it as
+- ``ray_ltx_ray_serve_queue_depth``: video jobs an ingress replica dispatches, queued or
+  running; summed over the ingress replicas, the app's queue (``max_pending_jobs`` bounds
+  it: a POST answers 429 at that depth). Ray's agent drops a gauge not set for two export
+  intervals (20 s), so each ingress's watcher sets it again every ``watch_interval_s``.
+- ``ray_ltx_ray_serve_lease_expiries_total``: running jobs taken back from a generator
+  replica whose lease ran out (it died) or that made no progress for ``stale_after_s``, and
+  re-queued or failed. Like every Ray counter it appears at its first increment: read it as
   ``... or vector(0)``.
 """
 
@@ -24,10 +23,10 @@ class ServeMetrics:
         from ray.util.metrics import Counter, Gauge
 
         self._queue = Gauge("ltx_ray_serve_queue_depth",
-                            description="Video jobs queued or running in the ingress (bounded by max_pending_jobs).")
+                            description="Video jobs this ingress replica dispatches, queued or running (sum over replicas).")
         self._lease_expiries = Counter(
             "ltx_ray_serve_lease_expiries",
-            description="Running jobs taken back from a worker that stopped reporting progress (stale_after_s).",
+            description="Running jobs taken back from a generator whose lease ran out or that stopped progressing.",
         )
         self._queue.set(0)
 

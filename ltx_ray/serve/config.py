@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 
-from ltx_ray.batch.pool import Replicas
+from ltx_ray.schema.replicas import Replicas
 from ltx_ray.job.build import ATTENTION_HELP, Attention
 from ltx_ray.schema.fields import MAX_PROMPT_CHARS
 from ltx_ray.schema.levers import LeverFlags

@@ -1,25 +1,23 @@
 """One clip split over the ranks of a gloo process group (engine/parallel.py, issue 18): every rank
 ends with one process's frames and sound.
 
-Two CPU processes (torch.multiprocessing spawn, a FileStore on tmp) run every 2-rank case in one
-pair; the 1-process reference runs here. What each case asserts:
-- ``ulysses``: decoded frames and waveform bit-identical to one process (the token split moves
-  bytes only; every linear layer sees the same rows, attention the same keys).
-- ``cfg``: frames within 1 of 255 and PSNR >= 40 dB (measured ~95 dB): a batch row run alone
-  goes through a GEMM of another shape than the batch of two, so the last bits differ.
+CPU processes forked from the test (a FileStore on tmp): one pair of ranks runs every 2-rank case,
+and one more process, alone and also on one thread, runs each row once as the 1-process
+reference. Each test says what it asserts: bit-identical frames and waveform, or frames within 1
+of 255 and PSNR >= 40 dB where a split changes the shape of a GEMM (its last bits then differ).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-
 import numpy as np
 import pytest
 import torch
 
-from ltx_ray.engine.parallel import make_layout, token_split
+from ltx_ray.engine.parallel import Layout, make_layout, refusal, token_split
 from ltx_ray.engine.types import JobInputs
+from ltx_ray.schema.levers import Levers
 from ltx_ray.schema.manifest import ManifestRow
 from ltx_ray.schema.parallel import Parallel
 
@@ -29,13 +27,22 @@ ROWS = {
     "i2v-uneven": dict(BASE, width=160, num_frames=17, image_uri="a.png"),  # 3 x 3 x 5 = 45 tokens: 23 + 22
     "two-stage": dict(BASE, width=256, height=192, two_stage=True),  # stage 1 at 128 x 96, stage 2 at full size
 }
-# Every row once a mode; the pair of ranks runs them all with one engine a mode.
-TWO_RANKS = {(mode, name): row for mode in ("ulysses", "cfg") for name, row in ROWS.items()}
-FOUR_RANKS = {("cfg-ulysses", "t2v"): BASE}
+# LTX-2.3's twin: perturbed attention (STG changes the prediction, through the perturbed processor);
+# its 2 blocks, STG on the second.
+TWIN = dict(BASE, stg_blocks=[1])
+# (mode, row name): (model, row). "cfg-batched": cfg with --batch-guidance (3 rows a call: 2 + 1).
+TWO_RANKS = {
+    **{(mode, name): ("tiny", row) for mode in ("ulysses", "cfg") for name, row in ROWS.items()},
+    ("ulysses", "twin"): ("twin", TWIN),
+    ("cfg-batched", "twin"): ("twin", TWIN),
+}
+FOUR_RANKS = {("cfg-ulysses", "t2v"): ("tiny", BASE)}
 
 
 def _job(profile, row: dict):
-    return ManifestRow(job_id="p", prompt="a lamp on a desk", seed=11, **row).resolve(profile)
+    fields = {k: v for k, v in row.items() if k != "stg_blocks"}
+    job = ManifestRow(job_id="p", prompt="a lamp on a desk", seed=11, **fields).resolve(profile)
+    return job.model_copy(update={"stg_blocks": row["stg_blocks"]}) if "stg_blocks" in row else job
 
 
 def _inputs(row: dict) -> JobInputs:
@@ -46,10 +53,10 @@ def _inputs(row: dict) -> JobInputs:
     return JobInputs(image=Image.radial_gradient("L").convert("RGB").resize((row["width"], row["height"])))
 
 
-def _process(index: int, world: int, store: str, model: str, profile: str, cases: dict, out: str) -> None:
-    """Ranks 0 .. world-1 run every case through its mode's engine; process ``world`` is the
-    1-process reference, with the same one thread a process (a GEMM's last bits can depend on the
-    thread count). Each saves what it decoded and what its first block saw."""
+def _process(index: int, world: int, store: str, models: dict, cases: dict, out: Path) -> None:
+    """Ranks 0 .. world-1 run every case through its model's and mode's engine; process ``world``
+    is the 1-process reference, with the same one thread a process (a GEMM's last bits can depend
+    on the thread count). Each saves what it decoded and what its first block saw."""
     import torch.distributed as dist
 
     from ltx_ray.engine.ltx2 import LTX2Engine
@@ -60,13 +67,15 @@ def _process(index: int, world: int, store: str, model: str, profile: str, cases
     if not solo:
         dist.init_process_group("gloo", init_method=f"file://{store}", rank=index, world_size=world)
     engines: dict = {}
-    for (mode, name), row in cases.items():
-        key = "none" if solo else mode
+    for (mode, name), (model, row) in cases.items():
         if solo and (out / f"{name}-ref.npz").exists():
             continue  # one reference a row
+        key = (model, "none" if solo else mode)
+        path, profile = models[model]
         if key not in engines:
-            engines[key] = LTX2Engine(model, device="cpu", dtype="float32", profile=PROFILES[profile],
-                                      parallel=None if solo else Parallel(mode=mode, ranks=world))
+            parallel = None if solo else Parallel(mode=mode.removesuffix("-batched"), ranks=world)
+            engines[key] = LTX2Engine(path, device="cpu", dtype="float32", profile=PROFILES[profile], parallel=parallel,
+                                      levers=Levers(batch_guidance=mode.endswith("-batched")))
         engine = engines[key]
         seen: list = []  # (rows, tokens) of every call of the first block, below the split
         hook = engine._pipes["t2v"].transformer.transformer_blocks[0].register_forward_pre_hook(
@@ -79,20 +88,27 @@ def _process(index: int, world: int, store: str, model: str, profile: str, cases
         dist.destroy_process_group()
 
 
-def _run(world: int, cases: dict, model, tmp: Path) -> dict:
+def _run(world: int, cases: dict, tmp: Path) -> dict:
     """Forked, not spawned: the children start with torch and diffusers imported (~8 s a child here)."""
     import torch.multiprocessing as mp
 
-    mp.start_processes(_process, args=(world, str(tmp / "store"), model.path, model.profile.name, cases, tmp),
-                       nprocs=world + 1, start_method="fork")
+    from ltx_ray.engine.twins import resolve_twin
+    from ltx_ray.engine.weights import resolve_model
+
+    models = {}
+    for name in {model for model, _ in cases.values()}:
+        resolved = resolve_model("tiny" if name == "tiny" else str(resolve_twin("ltx-2.3")))
+        models[name] = (resolved.path, resolved.profile.name)
+    mp.start_processes(_process, args=(world, str(tmp / "store"), models, cases, tmp), nprocs=world + 1,
+                       start_method="fork")
     got = {(mode, name, r): dict(np.load(tmp / f"{mode}-{name}-{r}.npz")) for mode, name in cases for r in range(world)}
     got.update({("ref", name): dict(np.load(tmp / f"{name}-ref.npz")) for _, name in cases})
     return got
 
 
 @pytest.fixture(scope="module")
-def two_ranks(tiny_model, tmp_path_factory):
-    return _run(2, TWO_RANKS, tiny_model, tmp_path_factory.mktemp("two-ranks"))
+def two_ranks(model_cache, tmp_path_factory):
+    return _run(2, TWO_RANKS, tmp_path_factory.mktemp("two-ranks"))
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -141,9 +157,25 @@ def test_cfg_over_two_ranks_decodes_the_frames_of_one_process_within_40_db(two_r
 
 
 @pytest.mark.e2e
-def test_cfg_ulysses_over_four_ranks_decodes_the_frames_of_one_process_within_40_db(tiny_model, tmp_path):
+def test_on_ltx_2_3s_twin_ulysses_and_batched_cfg_decode_the_frames_of_one_process(two_ranks):
+    """The twin's perturbed attention (STG on block 1) runs through the Ulysses kernel too; its
+    head dim (16) gives GEMMs whose last bits differ from one process's: within 1 of 255 and
+    >= 40 dB (measured 89.9). cfg with --batch-guidance splits 3 rows a call 2 + 1 and is compared with the plain 1-process run
+    (which makes 3 calls): within 1 of 255 and >= 40 dB."""
+    want = two_ranks["ref", "twin"]
+    for rank in range(2):
+        _same_as_one_process(two_ranks["ulysses", "twin", rank], want, exact=False)
+        batched = two_ranks["cfg-batched", "twin", rank]
+        _same_as_one_process(batched, want, exact=False)
+        # calls of 3 rows (uncond, cond, STG) ran 2 here + 1 there; modality (1 row) whole
+        assert sorted({tuple(s) for s in batched["seen"]}) == ([(1, 24), (2, 24)] if rank == 0 else [(1, 24)])
+        assert max(b for b, _ in want["seen"]) == 2  # one process: CFG's two rows, STG and modality alone
+
+
+@pytest.mark.e2e
+def test_cfg_ulysses_over_four_ranks_decodes_the_frames_of_one_process_within_40_db(model_cache, tmp_path):
     """Two CFG groups of two Ulysses ranks: the CFG split's last-bit differences, so >= 40 dB."""
-    got = _run(4, FOUR_RANKS, tiny_model, tmp_path)
+    got = _run(4, FOUR_RANKS, tmp_path)
     want = got["ref", "t2v"]
     for rank in range(4):
         _same_as_one_process(got["cfg-ulysses", "t2v", rank], want, exact=False)
@@ -176,3 +208,12 @@ def test_parallel_without_an_initialised_process_group_is_refused():
         make_layout(Parallel(mode="cfg", ranks=2), torch.device("cpu"), heads=2)
 
 
+
+
+def test_a_control_row_is_refused_up_front_under_sequence_parallel_and_runs_under_cfg():
+    ulysses = Layout(Parallel(mode="ulysses", ranks=2), cfg_group=None, cfg_rank=0, seq_group=object(), seq_rank=0,
+                     attention_config=None)
+    cfg = Layout(Parallel(mode="cfg", ranks=2), cfg_group=object(), cfg_rank=0, seq_group=None, seq_rank=0,
+                 attention_config=None)
+    assert "run control rows on a replica with parallel mode cfg or none" in refusal(ulysses, "control")
+    assert refusal(ulysses, "i2v") is None and refusal(cfg, "control") is None and refusal(None, "control") is None

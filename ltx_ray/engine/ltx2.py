@@ -33,7 +33,7 @@ from ltx_ray.engine import retake
 from ltx_ray.engine.decode import Decoders
 from ltx_ray.engine.levers import Levers, apply_levers
 from ltx_ray.engine.load import TextEncoderVisits, load_pipeline, make_plan, place_built, planned_bytes, share_device_map
-from ltx_ray.engine.parallel import make_layout, parallel_record, parallel_transformer
+from ltx_ray.engine.parallel import make_layout, parallel_record, parallel_transformer, refusal
 from ltx_ray.engine.placement import OffloadMode, Placement
 from ltx_ray.engine.prompt import enhance, pick_length
 from ltx_ray.engine.prompt_cache import PromptCache
@@ -179,6 +179,11 @@ class LTX2Engine:
 
     def generate(self, job: Job, inputs: JobInputs, on_step: Callable[[int, int], None] | None = None) -> Clip:
         """Run one job (one segment, or a chain of them). Raises on failure; the caller records it."""
+        problem = refusal(self.layout, job.task)
+        if problem:
+            from ltx_ray.errors import InputError
+
+            raise InputError(problem)
         with self._variant(job):
             clip = self._generate(job, inputs, on_step)
         clip.info["variant"] = PROFILES.get(job.profile, self.profile).variant

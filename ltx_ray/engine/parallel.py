@@ -121,6 +121,14 @@ def make_layout(parallel: Parallel, device: torch.device, heads: int) -> Layout 
     )
 
 
+def refusal(layout: Layout | None, task: str) -> str | None:
+    """Why a row of ``task`` cannot run on this layout (before any step runs); None when it can."""
+    if layout is not None and layout.seq_group is not None and task == "control":
+        return (f"task control on parallel mode {layout.parallel.mode}: the IC-LoRA's video self-attention mask is "
+                "not split over the ranks; run control rows on a replica with parallel mode cfg or none")
+    return None
+
+
 def token_split(tokens: int, ranks: int) -> list[int]:
     """Tokens per rank, in rank order: as even as can be (the first ranks take one more)."""
     if tokens < ranks:

@@ -34,6 +34,7 @@ TWIN = dict(BASE, stg_blocks=[1])
 TWO_RANKS = {
     **{(mode, name): ("tiny", row) for mode in ("ulysses", "cfg") for name, row in ROWS.items()},
     ("ulysses", "twin"): ("twin", TWIN),
+    ("cfg", "twin"): ("twin", TWIN),
     ("cfg-batched", "twin"): ("twin", TWIN),
 }
 FOUR_RANKS = {("cfg-ulysses", "t2v"): ("tiny", BASE)}
@@ -145,15 +146,27 @@ def test_ulysses_over_two_ranks_decodes_the_frames_of_one_process(two_ranks, nam
 @pytest.mark.parametrize("name", list(ROWS))
 def test_cfg_over_two_ranks_decodes_the_frames_of_one_process_within_40_db(two_ranks, name):
     """Not bit-identical: a batch row run alone goes through GEMMs of another shape than the batch
-    of two, so a few pixels differ by 1 of 255 (measured 94.9 to 97.3 dB); every rank ends the same."""
+    of two, so a few pixels differ by 1 of 255: within 1 and >= 40 dB; every rank ends the same.
+    The tiny model's guidance has STG and modality too: they run side by side on the two ranks."""
     want = two_ranks["ref", name]
     for rank in range(2):
         got = two_ranks["cfg", name, rank]
         assert np.array_equal(got["frames"], two_ranks["cfg", name, 0]["frames"])
         _same_as_one_process(got, want, exact=False)
-        # the guided calls' two rows ran one a rank; a 1-row call (STG, modality, stage 2) ran whole
-        assert [tuple(s) for s in got["seen"]] == [(1, t) if b == 2 else (b, t) for b, t in want["seen"]]
-        assert any(b == 2 for b, _ in want["seen"])
+        assert [tuple(s) for s in got["seen"]] == _cfg_calls([tuple(s) for s in want["seen"]])
+
+
+def _cfg_calls(seen: list[tuple]) -> list[tuple]:
+    """What each of 2 CFG ranks runs for one process's calls: a guided step's (2 rows, STG, modality)
+    becomes (a row, STG or modality); a 1-row call of stage 2 runs whole."""
+    out, i = [], 0
+    while i < len(seen):
+        rows, tokens = seen[i]
+        assert rows in (1, 2)
+        out += [(1, tokens)] * 2 if rows == 2 else [(1, tokens)]
+        i += 3 if rows == 2 else 1
+    assert len(out) < len(seen)  # the check can fail
+    return out
 
 
 @pytest.mark.e2e
@@ -173,6 +186,19 @@ def test_on_ltx_2_3s_twin_ulysses_and_batched_cfg_decode_the_frames_of_one_proce
 
 
 @pytest.mark.e2e
+def test_cfg_runs_the_stg_and_modality_passes_on_different_ranks(two_ranks):
+    """LTX-2.3 dev guides with 4 passes a step (CFG's 2 rows, STG, modality): one process makes 3
+    calls a step, each of 2 ranks 2 (a CFG row, then STG on rank 0 beside modality on rank 1).
+    Within 1 of 255 and >= 40 dB: the CFG rows' last bits (STG and modality run as one process's)."""
+    want = two_ranks["ref", "twin"]
+    assert [int(b) for b, _ in want["seen"]] == [2, 1, 1] * 2
+    for rank in range(2):
+        got = two_ranks["cfg", "twin", rank]
+        _same_as_one_process(got, want, exact=False)
+        assert [tuple(s) for s in got["seen"]] == [(1, 24)] * 4
+
+
+@pytest.mark.e2e
 def test_cfg_ulysses_over_four_ranks_decodes_the_frames_of_one_process_within_40_db(model_cache, tmp_path):
     """Two CFG groups of two Ulysses ranks: the CFG split's last-bit differences, so >= 40 dB."""
     got = _run(4, FOUR_RANKS, tmp_path)
@@ -180,7 +206,7 @@ def test_cfg_ulysses_over_four_ranks_decodes_the_frames_of_one_process_within_40
     for rank in range(4):
         _same_as_one_process(got["cfg-ulysses", "t2v", rank], want, exact=False)
         # the CFG rows split over the groups, the tokens over the ranks of a group
-        seen = [(b // 2 if b == 2 else b, token_split(t, 2)[rank % 2]) for b, t in want["seen"]]
+        seen = [(b, token_split(t, 2)[rank % 2]) for b, t in _cfg_calls([tuple(s) for s in want["seen"]])]
         assert [tuple(s) for s in got["cfg-ulysses", "t2v", rank]["seen"]] == seen
 
 

@@ -270,7 +270,9 @@ class LTX2Engine:
             span = retake.prepare(pipe, job, inputs, self.placement) if job.task == "retake" else None
             held = audio_held(pipe, kwargs["audio_latents"]) if given_audio else nullcontext()  # a2v: frozen track
             # retake: the source kept outside the span; parallel: the transformer's calls split over the ranks
-            with retake.span_held(pipe, span) if span else held, parallel_transformer(pipe.transformer, self.layout):
+            pair = job.video_guidance.modality > 1 or job.audio_guidance.modality > 1  # an STG call, then a modality one
+            with retake.span_held(pipe, span) if span else held, \
+                    parallel_transformer(pipe.transformer, self.layout, pair_modality=pair):
                 video_latents, audio_latents, info = self.stages.run(pipe, job, kwargs, adapters)
             if span:
                 video_latents, audio_latents = retake.keep_source_latents(span, video_latents, audio_latents)

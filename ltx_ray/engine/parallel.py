@@ -7,8 +7,14 @@ rank and every rank ends each call with the whole prediction (rank 0's frames ar
 
 - CFG (``cfg_degree`` > 1): a call with at least that many batch rows (the negative and
   positive prompt rows, and the STG row that --batch-guidance adds) runs each rank's share of
-  the rows, then ``all_gather``s the predictions. A 1-row call (STG or modality on its own,
-  stage 2 without guidance) runs whole on every CFG group.
+  the rows, then ``all_gather``s the predictions. diffusers' loop makes the STG and the
+  modality passes as two 1-row calls, one after the other, on the same inputs but for
+  ``isolate_modalities`` and the STG blocks; where the step makes both (``pair_modality``), the
+  STG call runs on the even CFG groups while the odd ones run the modality pass it predicts,
+  and the modality call that follows is answered from that (when its inputs are exactly the
+  predicted ones; as guidance.py answers the batched STG row). So LTX-2.3's 4 passes a step
+  take 2 passes' time on 2 ranks. Any other 1-row call (stage 2, no guidance) runs whole on
+  every CFG group.
 - Ulysses (``sequence_degree`` > 1), following LTX-2's own ``SequenceParallelModelWrapper``
   (ltx-core ``multigpu/transformer/sequence_parallel.py``): the video tokens are split before
   the blocks, the video self-attention (``attn1``) and the video-to-audio cross-attention run
@@ -50,10 +56,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from diffusers.models.transformers.transformer_ltx2 import AudioVisualModelOutput
 
 from ltx_ray.engine.conditioning import forward_replaced
-from ltx_ray.engine.guidance import BATCHED
+from ltx_ray.engine.guidance import BATCHED, as_output, same_row
 from ltx_ray.schema.parallel import Parallel
 
 # Per-row arguments of LTX2VideoTransformer3DModel.forward that the CFG split slices.
@@ -150,8 +155,9 @@ def gather(x: torch.Tensor, sizes: list[int], dim: int, group) -> torch.Tensor:
 
 
 @contextmanager
-def parallel_transformer(transformer, layout: Layout | None):
-    """Within the block, ``transformer``'s calls are split over ``layout``'s ranks; no-op for None."""
+def parallel_transformer(transformer, layout: Layout | None, *, pair_modality: bool = False):
+    """Within the block, ``transformer``'s calls are split over ``layout``'s ranks; no-op for None.
+    ``pair_modality``: each STG call is followed by a modality call (the pipeline guides with both)."""
     if layout is None:
         yield
         return
@@ -159,17 +165,29 @@ def parallel_transformer(transformer, layout: Layout | None):
         if layout.seq_group is not None:
             stack.enter_context(_sequence_split(transformer, layout))
         if layout.cfg_group is not None:  # outside the sequence split: each CFG group splits its rows' tokens
-            stack.enter_context(_cfg_split(transformer, layout))
+            stack.enter_context(_cfg_split(transformer, layout, pair_modality))
         yield
 
 
 @contextmanager
-def _cfg_split(transformer, layout: Layout):
+def _cfg_split(transformer, layout: Layout, pair_modality: bool):
     forward = transformer.forward
     degree = layout.parallel.cfg_degree
+    pending: dict = {}  # the modality pass run beside the last STG call: its inputs and its outputs
 
     def cfg_forward(*args, **kw):
         rows = kw["hidden_states"].shape[0] if "hidden_states" in kw else 0
+        if not args and pending and same_row(pending["inputs"], kw):
+            out = pending["out"]
+            pending.clear()
+            return as_output(out, kw)
+        if not args and rows < degree and pair_modality and _stg_call(kw):
+            modality = dict(kw, isolate_modalities=True, spatio_temporal_guidance_blocks=None, perturbation_mask=None)
+            video, audio = forward(**dict(modality if layout.cfg_rank % 2 else kw, return_dict=False))
+            videos, audios = _all(video, layout.cfg_group), _all(audio, layout.cfg_group)
+            pending.clear()
+            pending.update(inputs=modality, out=(videos[1], audios[1]))
+            return as_output((videos[0], audios[0]), kw)
         if args or rows < degree:
             return forward(*args, **kw)
         sizes = token_split(rows, degree)
@@ -180,11 +198,22 @@ def _cfg_split(transformer, layout: Layout):
             if isinstance(value, torch.Tensor) and value.ndim and value.shape[0] == rows:
                 mine[name] = value[start:start + sizes[layout.cfg_rank]]
         video, audio = forward(**mine)
-        out = (gather(video, sizes, 0, layout.cfg_group), None if audio is None else gather(audio, sizes, 0, layout.cfg_group))
-        return AudioVisualModelOutput(sample=out[0], audio_sample=out[1]) if kw.get("return_dict", True) else out
+        return as_output((gather(video, sizes, 0, layout.cfg_group), gather(audio, sizes, 0, layout.cfg_group)), kw)
 
     with forward_replaced(transformer, cfg_forward):
         yield
+
+
+def _stg_call(kw: dict) -> bool:
+    """diffusers' STG pass: STG blocks, no mask (every row perturbed), modalities not isolated."""
+    return bool(kw.get("spatio_temporal_guidance_blocks")) and kw.get("perturbation_mask") is None \
+        and not kw.get("isolate_modalities")
+
+
+def _all(x: torch.Tensor, group) -> list[torch.Tensor]:
+    pieces = [torch.empty_like(x) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(pieces, x.contiguous(), group=group)
+    return pieces
 
 
 @contextmanager
@@ -216,8 +245,7 @@ def _sequence_split(transformer, layout: Layout):
             if isinstance(value, torch.Tensor) and value.ndim >= 2 and value.shape[1] == tokens:
                 mine[name] = value[:, start:start + size]
         video, audio = forward(**mine)
-        video = gather(video, sizes, 1, layout.seq_group)
-        return AudioVisualModelOutput(sample=video, audio_sample=audio) if kw.get("return_dict", True) else (video, audio)
+        return as_output((gather(video, sizes, 1, layout.seq_group), audio), kw)
 
     with ExitStack() as stack:
         for block in transformer.transformer_blocks:

@@ -9,7 +9,8 @@ This module and its siblings in ltx_ray/engine/ are the only ones that touch dif
 - conditioning.py: keyframes at their exact frame (the condition and in-context views);
 - decode.py: latents to frames (conv VAE or LTX-2.5's diffusion decoder) and waveform;
 - prompt.py: before denoising, prompt enhancement and ``seconds: auto``'s length;
-- retake.py: retake's span, generated again between the source's kept frames and sound.
+- retake.py: retake's span, generated again between the source's kept frames and sound;
+- parallel.py: a replica of several ranks: each transformer call split over them (Ulysses, CFG).
 
 One ``LTX2Engine`` holds one set of components. Every task's pipeline (text-to-video,
 image-to-video, condition, in-context) is a view over the same modules (``from_pipe``), so

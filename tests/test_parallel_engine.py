@@ -54,19 +54,25 @@ def _inputs(row: dict) -> JobInputs:
     return JobInputs(image=Image.radial_gradient("L").convert("RGB").resize((row["width"], row["height"])))
 
 
-def _process(index: int, world: int, store: str, models: dict, cases: dict, out: Path) -> None:
+def _process(index: int, world: int, store: str, models: dict, cases: dict, out: Path, device: str = "cpu") -> None:
     """Ranks 0 .. world-1 run every case through its model's and mode's engine; process ``world``
     is the 1-process reference, with the same one thread a process (a GEMM's last bits can depend
-    on the thread count). Each saves what it decoded and what its first block saw."""
+    on the thread count). Each saves what it decoded and what its first block saw. On ``cuda``
+    each rank sees one card (as a Ray actor does) and the reference the first."""
+    import os
+
     import torch.distributed as dist
 
     from ltx_ray.engine.ltx2 import LTX2Engine
     from ltx_ray.schema.profiles import PROFILES
 
+    if device == "cuda":
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(0 if index == world else index)  # before CUDA starts here
     torch.set_num_threads(1)
     solo = index == world
     if not solo:
-        dist.init_process_group("gloo", init_method=f"file://{store}", rank=index, world_size=world)
+        dist.init_process_group("nccl" if device == "cuda" else "gloo", init_method=f"file://{store}", rank=index,
+                                world_size=world)
     engines: dict = {}
     for (mode, name), (model, row) in cases.items():
         if solo and (out / f"{name}-ref.npz").exists():
@@ -75,7 +81,7 @@ def _process(index: int, world: int, store: str, models: dict, cases: dict, out:
         path, profile = models[model]
         if key not in engines:
             parallel = None if solo else Parallel(mode=mode.removesuffix("-batched"), ranks=world)
-            engines[key] = LTX2Engine(path, device="cpu", dtype="float32", profile=PROFILES[profile], parallel=parallel,
+            engines[key] = LTX2Engine(path, device=device, dtype="float32", profile=PROFILES[profile], parallel=parallel,
                                       levers=Levers(batch_guidance=mode.endswith("-batched")))
         engine = engines[key]
         seen: list = []  # (rows, tokens) of every call of the first block, below the split
@@ -89,8 +95,9 @@ def _process(index: int, world: int, store: str, models: dict, cases: dict, out:
         dist.destroy_process_group()
 
 
-def _run(world: int, cases: dict, tmp: Path) -> dict:
-    """Forked, not spawned: the children start with torch and diffusers imported (~8 s a child here)."""
+def _run(world: int, cases: dict, tmp: Path, device: str = "cpu") -> dict:
+    """Forked on the CPU: the children start with torch and diffusers imported (~8 s a child here);
+    spawned for CUDA, which cannot start in a forked child."""
     import torch.multiprocessing as mp
 
     from ltx_ray.engine.twins import resolve_twin
@@ -100,8 +107,8 @@ def _run(world: int, cases: dict, tmp: Path) -> dict:
     for name in {model for model, _ in cases.values()}:
         resolved = resolve_model("tiny" if name == "tiny" else str(resolve_twin("ltx-2.3")))
         models[name] = (resolved.path, resolved.profile.name)
-    mp.start_processes(_process, args=(world, str(tmp / "store"), models, cases, tmp), nprocs=world + 1,
-                       start_method="fork")
+    mp.start_processes(_process, args=(world, str(tmp / "store"), models, cases, tmp, device), nprocs=world + 1,
+                       start_method="fork" if device == "cpu" else "spawn")
     got = {(mode, name, r): dict(np.load(tmp / f"{mode}-{name}-{r}.npz")) for mode, name in cases for r in range(world)}
     got.update({("ref", name): dict(np.load(tmp / f"{name}-ref.npz")) for _, name in cases})
     return got
@@ -208,6 +215,21 @@ def test_cfg_ulysses_over_four_ranks_decodes_the_frames_of_one_process_within_40
         # the CFG rows split over the groups, the tokens over the ranks of a group
         seen = [(b, token_split(t, 2)[rank % 2]) for b, t in _cfg_calls([tuple(s) for s in want["seen"]])]
         assert [tuple(s) for s in got["cfg-ulysses", "t2v", rank]["seen"]] == seen
+
+
+@pytest.mark.gpu
+def test_ulysses_and_cfg_over_the_cuda_cards_decode_the_frames_of_one_card(model_cache, tmp_path):
+    """nccl, one card a rank: Ulysses and CFG on the tiny model over 2 cards within 1 of 255 and
+    >= 40 dB of one card's frames (cuBLAS picks kernels by shape too)."""
+    cards = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if cards < 2:
+        pytest.skip(f"needs 2 CUDA cards, this machine has {cards}")
+    world = 2
+    cases = {(mode, "t2v"): ("tiny", BASE) for mode in ("ulysses", "cfg")}
+    got = _run(world, cases, tmp_path, device="cuda")
+    for mode, name in cases:
+        for rank in range(world):
+            _same_as_one_process(got[mode, name, rank], got["ref", name], exact=False)
 
 
 def test_a_token_count_below_the_rank_count_is_refused_and_an_uneven_one_splits_first_ranks_first():

@@ -145,7 +145,7 @@ class LTX2Engine:
         self._levers = levers or profile.levers  # fp8 / compile now (engine/levers.py); the per-row two in Stages
         self.levers = apply_levers(base.transformer, self._levers, self.placement.input_device("transformer"))
         self.parallel = parallel or Parallel()
-        self.layout = make_layout(self.parallel, self.device, base.transformer.config.num_attention_heads)
+        self.layout = make_layout(self.parallel, self.device, base.transformer.config.num_attention_heads, attention)
         # from_pipe without a dtype casts the shared modules to float32 (diffusers#12754).
         self._pipes = {
             "t2v": base,

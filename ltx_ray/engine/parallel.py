@@ -41,8 +41,11 @@ rank and every rank ends each call with the whole prediction (rank 0's frames ar
     compute at the cost of one more all-to-all a block.
 - ``cfg-ulysses``: CFG over ``cfg_degree`` groups of ranks, Ulysses inside each group (the
   mesh ``(cfg, ring=1, ulysses)``).
-- ``ring``: not implemented here: diffusers' ring kernel needs the attention's log-sum-exp,
-  which its native (CPU) backend does not return. A clear error says so.
+- ``ring``: the same token split, with diffusers' ring kernel (``TemplatedRingAnythingAttention``:
+  every rank's keys and values gathered, attention chunk by chunk, merged by log-sum-exp) in
+  place of the all-to-all: no head-count limit. It needs an attention backend that returns the
+  log-sum-exp, ``--attention flash`` or ``sage`` on GPUs; the native one (and so the CPU) is
+  refused with a clear error. Not run here: this machine has no GPU.
 
 Not split: the IC-LoRA ``video_self_attention_mask`` (control rows) is refused under sequence
 parallel, as a dense [T, T] mask the head-split kernel cannot take per rank.
@@ -83,16 +86,23 @@ def parallel_record(parallel: Parallel) -> dict:
             "sequence_degree": parallel.sequence_degree}
 
 
-def make_layout(parallel: Parallel, device: torch.device, heads: int) -> Layout | None:
+# Attention backends whose diffusers kernels return the log-sum-exp that ring attention merges by.
+RING_BACKENDS = ("flash", "sage")
+
+
+def make_layout(parallel: Parallel, device: torch.device, heads: int, attention: str = "native") -> Layout | None:
     """The process groups for ``parallel`` (None for one rank). Every rank calls it, in the same
-    order: building the groups is collective. ``heads``: the transformer's video attention heads."""
+    order: building the groups is collective. ``heads``: the transformer's video attention heads;
+    ``attention``: its diffusers backend."""
     if parallel.ranks == 1:
         return None
-    if parallel.mode == "ring":
-        raise ValueError("parallel mode ring is not implemented by this engine: diffusers' ring kernel needs the "
-                         "attention's log-sum-exp, which its native backend does not return; use ulysses")
+    ring = parallel.mode == "ring"
+    if ring and attention not in RING_BACKENDS:
+        raise ValueError(f"parallel mode ring merges attention chunks by their log-sum-exp, which the {attention} "
+                         f"attention backend does not return: use --attention {' or '.join(RING_BACKENDS)} (CUDA "
+                         "GPUs), or parallel mode ulysses")
     seq = parallel.sequence_degree
-    if seq > 1 and heads % seq:
+    if seq > 1 and not ring and heads % seq:
         raise ValueError(f"Ulysses over {seq} ranks splits the {heads} video attention heads evenly; "
                          f"use a sequence degree that divides {heads}")
     if not (dist.is_available() and dist.is_initialized()):
@@ -105,23 +115,25 @@ def make_layout(parallel: Parallel, device: torch.device, heads: int) -> Layout 
 
     # On CPU the Ulysses group is named "cpu:gloo": diffusers' gather_size_by_comm looks for "cpu"
     # in the backend's name and otherwise puts its size exchange on the accelerator.
-    override = {"ulysses": "cpu:gloo"} if device.type == "cpu" and seq > 1 else None
-    mesh = init_device_mesh(device.type, (parallel.cfg_degree, 1, seq), mesh_dim_names=("cfg", "ring", "ulysses"),
-                            backend_override=override)
+    split = "ring" if ring else "ulysses"  # the mesh dimension the tokens are split over
+    override = {split: "cpu:gloo"} if device.type == "cpu" and seq > 1 else None
+    shape = (parallel.cfg_degree, seq, 1) if ring else (parallel.cfg_degree, 1, seq)
+    mesh = init_device_mesh(device.type, shape, mesh_dim_names=("cfg", "ring", "ulysses"), backend_override=override)
     config = None
     if seq > 1:
         from diffusers.models._modeling_parallel import ContextParallelConfig, ParallelConfig
 
         # Set up by hand: diffusers' _resolve_parallel_config picks the device with
-        # torch.accelerator.device_count(), which divides by zero on CPU.
-        config = ParallelConfig(context_parallel_config=ContextParallelConfig(ulysses_degree=seq, ulysses_anything=True))
+        # torch.accelerator.device_count(), which divides by zero on CPU. "anything": uneven token splits.
+        kernel = dict(ring_degree=seq, ring_anything=True) if ring else dict(ulysses_degree=seq, ulysses_anything=True)
+        config = ParallelConfig(context_parallel_config=ContextParallelConfig(**kernel))
         config.setup(dist.get_rank(), dist.get_world_size(), device, mesh=mesh["ring", "ulysses"])
     return Layout(
         parallel=parallel,
         cfg_group=mesh["cfg"].get_group() if parallel.cfg_degree > 1 else None,
         cfg_rank=mesh["cfg"].get_local_rank(),
-        seq_group=mesh["ulysses"].get_group() if seq > 1 else None,
-        seq_rank=mesh["ulysses"].get_local_rank(),
+        seq_group=mesh[split].get_group() if seq > 1 else None,
+        seq_rank=mesh[split].get_local_rank(),
         attention_config=config,
     )
 
@@ -257,7 +269,7 @@ def _sequence_split(transformer, layout: Layout):
 
 @contextmanager
 def _ulysses_processor(attn, config):
-    """``attn``'s processor, a copy that runs diffusers' Ulysses kernel (the original may be shared)."""
+    """``attn``'s processor, a copy that runs diffusers' Ulysses (or ring) kernel (the original may be shared)."""
     original = attn.processor
     processor = copy.copy(original)
     processor._parallel_config = config

@@ -37,8 +37,12 @@ rank and every rank ends each call with the whole prediction (rank 0's frames ar
     The one place audio needs every video token, video-to-audio attention (queries: audio,
     keys: video), gathers the video keys' hidden states and RoPE tables first; every rank
     then computes the same audio prediction, so audio needs no gather at the end. The
-    official wrapper splits audio queries too (``AudioAll2AllAttention``); that saves a little
-    compute at the cost of one more all-to-all a block.
+    official wrapper keeps audio whole too, but in that attention it all-to-alls the projected
+    video keys and values to a head split, takes its heads of the audio queries and all-gathers
+    the heads after (``AudioAll2AllAttention``): fewer bytes moved and no repeated work, where
+    here every rank projects every video token's keys and values and attends over all heads
+    (a diffusers processor cannot be entered between its projections and its kernel but through
+    ``_parallel_config``, whose Ulysses kernel splits the queries' tokens too).
 - ``cfg-ulysses``: CFG over ``cfg_degree`` groups of ranks, Ulysses inside each group (the
   mesh ``(cfg, ring=1, ulysses)``).
 - ``ring``: the same token split, with diffusers' ring kernel (``TemplatedRingAnythingAttention``:

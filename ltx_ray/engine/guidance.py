@@ -46,11 +46,11 @@ def batched_stg(transformer, stg_blocks: list[int], record: dict):
 
     def batched_forward(*args, **kw):
         stg = kw.get("spatio_temporal_guidance_blocks")
-        if not args and stg and pending and list(stg) == list(stg_blocks) and _same_row(pending["inputs"], kw):
+        if not args and stg and pending and list(stg) == list(stg_blocks) and same_row(pending["inputs"], kw):
             record["stg_batched"] += 1
             out = pending["out"]
             pending.clear()  # one answer per batched call
-            return _output(out, kw)
+            return as_output(out, kw)
         record["calls"] += 1
         rows = None if args or not _plain(kw) else _with_stg_row(kw, stg_blocks)
         if rows is None:
@@ -58,7 +58,7 @@ def batched_stg(transformer, stg_blocks: list[int], record: dict):
         video, audio = forward(**rows)
         pending.clear()
         pending.update(inputs=kw, out=(video[-1:], None if audio is None else audio[-1:]))
-        return _output((video[:-1], None if audio is None else audio[:-1]), kw)
+        return as_output((video[:-1], None if audio is None else audio[:-1]), kw)
 
     with forward_replaced(transformer, batched_forward):
         yield
@@ -88,7 +88,7 @@ def _with_stg_row(kw: dict, stg_blocks: list[int]) -> dict | None:
     return out
 
 
-def _same_row(first: dict, kw: dict) -> bool:
+def same_row(first: dict, kw: dict) -> bool:
     """Whether STG call ``kw`` asks exactly for the row added to call ``first``."""
     if kw.get("perturbation_mask") is not None or kw.keys() - set(_PASS) != first.keys() - set(_PASS):
         return False
@@ -104,7 +104,7 @@ def _same_row(first: dict, kw: dict) -> bool:
     return True
 
 
-def _output(out: tuple, kw: dict):
+def as_output(out: tuple, kw: dict):
     if kw.get("return_dict", True):
         return AudioVisualModelOutput(sample=out[0], audio_sample=out[1])
     return out

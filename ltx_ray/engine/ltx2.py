@@ -9,7 +9,8 @@ This module and its siblings in ltx_ray/engine/ are the only ones that touch dif
 - conditioning.py: keyframes at their exact frame (the condition and in-context views);
 - decode.py: latents to frames (conv VAE or LTX-2.5's diffusion decoder) and waveform;
 - prompt.py: before denoising, prompt enhancement and ``seconds: auto``'s length;
-- retake.py: retake's span, generated again between the source's kept frames and sound.
+- retake.py: retake's span, generated again between the source's kept frames and sound;
+- parallel.py: a replica of several ranks: each transformer call split over them (Ulysses, CFG).
 
 One ``LTX2Engine`` holds one set of components. Every task's pipeline (text-to-video,
 image-to-video, condition, in-context) is a view over the same modules (``from_pipe``), so
@@ -33,6 +34,7 @@ from ltx_ray.engine import retake
 from ltx_ray.engine.decode import Decoders
 from ltx_ray.engine.levers import Levers, apply_levers
 from ltx_ray.engine.load import TextEncoderVisits, load_pipeline, make_plan, place_built, planned_bytes, share_device_map
+from ltx_ray.engine.parallel import make_layout, parallel_record, parallel_transformer, refusal
 from ltx_ray.engine.placement import OffloadMode, Placement
 from ltx_ray.engine.prompt import enhance, pick_length
 from ltx_ray.engine.prompt_cache import PromptCache
@@ -41,6 +43,7 @@ from ltx_ray.engine.stages import guidance_kwargs
 from ltx_ray.engine.tracks import encode_track, track_for_mux
 from ltx_ray.engine.types import Clip, JobInputs, latent_index, whole_latent_frames
 from ltx_ray.schema.job import Job
+from ltx_ray.schema.parallel import Parallel
 from ltx_ray.schema.profiles import PROFILES, ModelProfile, precision_problem
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -83,13 +86,16 @@ class LTX2Engine:
         enhancer: str | None = None,
         attention: str = "native",
         levers: Levers | None = None,
+        parallel: Parallel | None = None,
         pipeline=None,
     ):
         """``upsampler`` / ``distilled_lora``: two-stage's companions (``ResolvedModel`` carries
         them, ``--upsampler`` / ``--distilled-lora`` included); default the profile's, in ``model_dir``.
         ``enhancer``: the folder enhance_prompt's processor (and, for LTX-2.5, Gemma 4) load from.
         ``pipeline``: an ``LTX2Pipeline`` already built (bench/gpu.py's random real-size weights,
-        engine/real_size.py) instead of loading ``model_dir``, which then holds only the companions."""
+        engine/real_size.py) instead of loading ``model_dir``, which then holds only the companions.
+        ``parallel``: this replica's layout over the ranks of the default process group, which must
+        be initialised first (engine/parallel.py); every rank builds its engine in the same order."""
         from diffusers import FlowMatchEulerDiscreteScheduler, LTX2ImageToVideoPipeline
         from diffusers.utils import logging as diffusers_logging
 
@@ -138,6 +144,8 @@ class LTX2Engine:
             base.transformer.set_attention_backend(attention)
         self._levers = levers or profile.levers  # fp8 / compile now (engine/levers.py); the per-row two in Stages
         self.levers = apply_levers(base.transformer, self._levers, self.placement.input_device("transformer"))
+        self.parallel = parallel or Parallel()
+        self.layout = make_layout(self.parallel, self.device, base.transformer.config.num_attention_heads, attention)
         # from_pipe without a dtype casts the shared modules to float32 (diffusers#12754).
         self._pipes = {
             "t2v": base,
@@ -172,9 +180,15 @@ class LTX2Engine:
 
     def generate(self, job: Job, inputs: JobInputs, on_step: Callable[[int, int], None] | None = None) -> Clip:
         """Run one job (one segment, or a chain of them). Raises on failure; the caller records it."""
+        problem = refusal(self.layout, job.task)
+        if problem:
+            from ltx_ray.errors import InputError
+
+            raise InputError(problem)
         with self._variant(job):
             clip = self._generate(job, inputs, on_step)
         clip.info["variant"] = PROFILES.get(job.profile, self.profile).variant
+        clip.info["parallel"] = parallel_record(self.parallel)
         return clip
 
     @contextmanager
@@ -256,7 +270,10 @@ class LTX2Engine:
         with self.decoders.tiling(job) as tiling, torch.inference_mode():
             span = retake.prepare(pipe, job, inputs, self.placement) if job.task == "retake" else None
             held = audio_held(pipe, kwargs["audio_latents"]) if given_audio else nullcontext()  # a2v: frozen track
-            with retake.span_held(pipe, span) if span else held:  # retake: the source kept outside the span
+            # retake: the source kept outside the span; parallel: the transformer's calls split over the ranks
+            pair = job.video_guidance.modality > 1 or job.audio_guidance.modality > 1  # an STG call, then a modality one
+            with retake.span_held(pipe, span) if span else held, \
+                    parallel_transformer(pipe.transformer, self.layout, pair_modality=pair):
                 video_latents, audio_latents, info = self.stages.run(pipe, job, kwargs, adapters)
             if span:
                 video_latents, audio_latents = retake.keep_source_latents(span, video_latents, audio_latents)

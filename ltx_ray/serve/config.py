@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from ltx_ray.job.build import ATTENTION_HELP, Attention
 from ltx_ray.schema.fields import MAX_PROMPT_CHARS
 from ltx_ray.schema.levers import LeverFlags
+from ltx_ray.schema.parallel import PARALLEL_HELP, Parallel, ParallelMode
 
 
 class ServeArgs(LeverFlags):
@@ -36,8 +37,11 @@ class ServeArgs(LeverFlags):
     enhancer: str | None = Field(default=None, description="prompt enhancer folder (local or URI) for enhance_prompt requests: "
                                  "a Gemma 3 processor (LTX-2.0 / 2.3), google/gemma-4-E2B-it (LTX-2.5)")
     replicas: int = Field(default=1, ge=1, description="Generator replicas; each runs one job at a time.")
-    gpus_per_replica: float = Field(default=0, ge=0, description="GPUs reserved by each generator replica.")
+    gpus_per_replica: float = Field(default=0, ge=0, description="GPUs reserved by each generator replica: its "
+                                    "components are placed over them, or with --parallel each runs one rank.")
     cpus_per_replica: float = Field(default=1, ge=0, description="CPUs reserved by each generator replica.")
+    parallel: ParallelMode = Field(default="none", description=f"With --gpus-per-replica N, {PARALLEL_HELP}: a replica "
+                                   "is N ranks, one per GPU (with --device cpu, N CPU ranks claiming no GPU).")
     torch_threads: int | None = Field(default=None, ge=1, description="Torch CPU threads per replica; default all cores.")
     attention: Attention = Field(default="native", description=ATTENTION_HELP)
     offload: Literal["auto", "none", "model", "group"] = Field(
@@ -66,3 +70,21 @@ class ServeArgs(LeverFlags):
     stale_after_s: float = Field(default=900.0, gt=0, description="A running job with no progress for this long is "
                                  "taken as lost with its worker and re-queued (or failed after max_attempts).")
     poll_after_ms: int = Field(default=1000, ge=10, description="The openai-poll-after-ms header on reads.")
+
+    @model_validator(mode="after")
+    def _ranks_fit(self):
+        if self.parallel != "none" and (self.gpus_per_replica < 2 or not float(self.gpus_per_replica).is_integer()):
+            raise ValueError(f"--parallel {self.parallel} runs one rank per GPU of a replica: give --gpus-per-replica N, "
+                             "a whole N >= 2 (with --device cpu: N CPU ranks)")
+        self.layout  # cfg-ulysses: an even count
+        return self
+
+    @property
+    def layout(self) -> Parallel:
+        """How a replica splits a clip: one rank per GPU with --parallel, else one rank."""
+        return Parallel(mode=self.parallel, ranks=int(self.gpus_per_replica) if self.parallel != "none" else 1)
+
+    @property
+    def claimed_gpus(self) -> float:
+        """GPUs a replica claims from Ray: none for a CPU group of ranks (--device cpu runs the same app)."""
+        return 0.0 if self.parallel != "none" and not self.device.startswith("cuda") else self.gpus_per_replica

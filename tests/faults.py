@@ -103,5 +103,7 @@ class RankKillingEngine(FaultyDeviceEngine):
             Path(marker).write_text(str(os.getpid()))
             os._exit(1)
         clip = super().generate(job, inputs, on_step)
-        clip.info.update(rank=self.rank, world=self.world)
+        # engine_parallel: what build_engine handed the engine (only an engine that takes parallel= gets it)
+        clip.info.update(rank=self.rank, world=self.world,
+                         engine_parallel=self.parallel.model_dump() if self.parallel is not None else None)
         return clip

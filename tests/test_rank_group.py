@@ -51,8 +51,9 @@ def test_rows_go_to_the_pool_their_size_names_and_a_group_replica_runs_as_two_ra
         big = row["pool"] == "big"
         assert sidecar["pool"] == row["pool"]
         assert sidecar["generation"]["parallel"] == ({"mode": "ulysses", "ranks": 2} if big else {"mode": "none", "ranks": 1})
-        # rank 0 made the file; its group's process group held both ranks
+        # rank 0 made the file; its group's process group held both ranks; the engine was told the layout
         assert (sidecar["generation"]["rank"], sidecar["generation"]["world"]) == (0, 2 if big else 1)
+        assert sidecar["generation"]["engine_parallel"] == ({"mode": "ulysses", "ranks": 2} if big else None)
 
 
 def test_a_rank_killed_mid_job_rebuilds_the_group_and_the_job_runs_again_once_writing_once(pooled_run):

@@ -105,3 +105,48 @@ def test_a_serve_replica_of_two_cpu_ranks_completes_a_video_whose_sidecar_names_
         assert (sidecar["generation"]["rank"], sidecar["generation"]["world"]) == (0, 2)  # one group of two
     finally:
         shutdown_serve()  # Serve's actors would otherwise hold the shared cluster's CPUs
+
+
+class FakeRank:
+    """Ranks 1..N-1 without a model: each job names how this rank ends it."""
+
+    def generate(self, job, inputs):
+        import time
+
+        if job == "slow":
+            time.sleep(5)
+        if job in ("bad input", "hung peer"):
+            raise (ValueError("bad input") if job == "bad input" else RuntimeError("timed out in a collective"))
+        return 0.0
+
+
+class FakeLead:
+    """Rank 0's own engine: a clip, or the error a bad input gives on every rank."""
+
+    placement = None
+
+    def generate(self, job, inputs, on_step=None):
+        if job in ("bad input", "hung peer"):
+            raise ValueError("bad input")
+        return "clip"
+
+
+def test_a_group_is_in_step_only_when_every_rank_ends_a_call_alike(ray_local):
+    import ray
+
+    from ltx_ray.errors import ReplicaFatal
+    from ltx_ray.replica.group import GroupEngine
+    from ltx_ray.schema.parallel import Parallel
+
+    peer = ray.remote(FakeRank).options(num_cpus=0).remote()
+    group = GroupEngine(FakeLead(), [peer], Parallel(mode="ulysses", ranks=2), timeout_s=2)
+    assert group.generate("ok", None) == "clip"
+    with pytest.raises(ValueError, match="bad input"):  # every rank failed alike: the job's error, a row error
+        group.generate("bad input", None)
+    with pytest.raises(ReplicaFatal, match="rank 1 of 2 failed otherwise than rank 0 .*timed out in a collective"):
+        group.generate("hung peer", None)  # rank 0 stopped early, its peer was left waiting: rebuild
+    with pytest.raises(ReplicaFatal, match=r"rank\(s\) \[1\] of 2 did not end the call within 2 s"):
+        group.generate("slow", None)
+    ray.kill(peer)
+    with pytest.raises(ReplicaFatal, match="rank 1 of 2 died"):
+        group.generate("ok", None)

@@ -180,7 +180,7 @@ class Pool(BaseModel):
     def describe(self, named: bool = True) -> str:
         """For log lines: "pool big: 1 replica(s) of 4 GPU(s) as 4 ranks (ulysses)"."""
         ranks = f" as {self.layout.ranks} ranks ({self.parallel})" if self.parallel != "none" else ""
-        gpus = f" of {_plain(self.gpus)} GPU(s)" if self.gpus is not None else ""  # None: by --device, not known yet
+        gpus = f" of {_plain(self.gpus)} GPU(s)" if self.gpus else ""  # None: by --device, not known yet (plan)
         text = f"{self.replicas.describe()}{gpus}{ranks}"
         return f"pool {self.name}: {text}" if named else text
 

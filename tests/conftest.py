@@ -29,10 +29,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 E2E_FIXTURES = {"ray_local", "tiny_model", "engine"}
 # The slowest modules, longest first (measured serial seconds on 2 cores, 2026-12-03: 215,
-# 192, 181, 168, 99, 86; 2026-12-06 in the suite: ~45 the compile test's, ~35, ~35); a stale
-# entry only costs some balance, never a test.
-LONGEST_MODULES = ["test_serve_chaos", "test_submit_multinode", "test_bench", "test_faults", "test_run_e2e", "test_serve", "test_nightly",
-                   "test_levers", "test_gpu", "test_pool"]
+# 192, 181, 168, 99, 86; 2026-12-06 in the suite: ~45 the compile test's, ~35, ~35; test_rank_group
+# ~80 serial, test_serve_chaos ~105 with its own Ray); a stale entry only costs some balance, never a test.
+LONGEST_MODULES = ["test_serve_chaos", "test_submit_multinode", "test_bench", "test_faults", "test_run_e2e",
+                   "test_rank_group", "test_serve", "test_nightly", "test_levers", "test_gpu", "test_pool"]
 # Ray Serve's own actors (all named, in the "serve" namespace).
 SERVE_ACTOR_CLASSES = ("ServeController", "ProxyActor", "ServeReplica")
 

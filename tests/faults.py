@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ltx_ray.engine.ltx2 import LTX2Engine
-
 
 class CrashOnceEngine:
     def __init__(self, model, device: str, dtype: str):
+        from ltx_ray.engine.ltx2 import LTX2Engine  # here: the stand-ins below load no diffusers
+
         self.inner = LTX2Engine(model.path, device=device, dtype=dtype, profile=model.profile)
         self.placement = self.inner.placement
 
@@ -77,3 +77,33 @@ class UnloadableEngine:
         from ltx_ray.errors import ModelNotFound
 
         raise ModelNotFound(f"{model.path}: transformer/diffusion_pytorch_model.safetensors is truncated (stand-in)")
+
+
+class RankKillingEngine(FaultyDeviceEngine):
+    """The noise stand-in as one rank of a replica's group (``--parallel``): it proves the ranks
+    share a process group (an all-reduce of ones when it loads: ``world`` in the sidecar), and a
+    job whose metadata names ``kill_rank`` ends that rank's process the first time (recorded
+    in ``kill_marker``), as a rank lost to a dead GPU or an OOM kill would."""
+
+    def __init__(self, model, device: str, dtype: str, parallel=None):
+        import torch
+        import torch.distributed as dist
+
+        super().__init__(model, device, dtype)
+        self.rank = dist.get_rank() if dist.is_initialized() else 0
+        ones = torch.ones(1)
+        if dist.is_initialized():
+            dist.all_reduce(ones)  # every rank of the group loads at once: they meet here
+        self.world = int(ones.item())
+        self.parallel = parallel
+
+    def generate(self, job, inputs, on_step=None):
+        marker = job.metadata.get("kill_marker")
+        if job.metadata.get("kill_rank") == self.rank and marker and not Path(marker).exists():
+            Path(marker).write_text(str(os.getpid()))
+            os._exit(1)
+        clip = super().generate(job, inputs, on_step)
+        # engine_parallel: what build_engine handed the engine (only an engine that takes parallel= gets it)
+        clip.info.update(rank=self.rank, world=self.world,
+                         engine_parallel=self.parallel.model_dump() if self.parallel is not None else None)
+        return clip

@@ -24,10 +24,13 @@ MAY_IMPORT = {
     "engine": {"schema", "storage", "engine", "errors"},
     "job": {"schema", "storage", "engine", "job", "errors"},
     "products": {"schema", "storage", "products", "errors"},
-    "batch": {"schema", "storage", "engine", "job", "products", "batch", "errors"},
-    "serve": {"schema", "storage", "job", "serve", "errors"},
-    "doctor": {"schema", "storage", "engine", "job", "batch", "serve", "doctor", "errors"},
-    "commands": {"schema", "storage", "engine", "job", "products", "batch", "serve", "doctor", "commands", "errors", "cli"},
+    # a replica: one rank, or a Ray actor group of ranks (issue 18); batch and serve share it
+    "replica": {"schema", "storage", "engine", "job", "replica", "errors"},
+    "batch": {"schema", "storage", "engine", "job", "replica", "products", "batch", "errors"},
+    "serve": {"schema", "storage", "job", "replica", "serve", "errors"},
+    "doctor": {"schema", "storage", "engine", "job", "replica", "batch", "serve", "doctor", "errors"},
+    "commands": {"schema", "storage", "engine", "job", "replica", "products", "batch", "serve", "doctor", "commands",
+                 "errors", "cli"},
     "cli": {"errors", "commands"},
     "__init__": set(),
 }

@@ -89,3 +89,19 @@ def test_plan_prints_a_line_per_row_and_the_nights_total(twins, tmp_path, capsys
     assert [line.split(":")[0] for line in lines[:3]] == ["r0", "r1", "r2"]
     assert "ltx-2.3-dev" in lines[0] and "30 steps x 4 passes" in lines[0] and "TFLOP" in lines[0]
     assert lines[-1].startswith("3 rows on ltx-2.3-dev:") and "0 invalid rows" in lines[-1]
+
+
+def test_plan_names_the_pool_each_row_goes_to_and_sums_each_pool(tiny_model, tmp_path, capsys):
+    from ltx_ray.cli import main
+
+    rows = [{"job_id": "small", "prompt": "a lamp", "width": 768, "height": 512, "num_frames": 121},
+            {"job_id": "big", "prompt": "a lamp", "width": 1920, "height": 1088, "num_frames": 121}]
+    write_manifest(rows, str(tmp_path / "m.parquet"))
+    pools = ["--pool", "small:replicas=4,gpus=1", "--pool", "big:gpus=4,parallel=ulysses,min_pixels=1920x1088x121"]
+    assert main(["plan", str(tmp_path / "m.parquet"), *pools, "--json"]) == 0
+    assert {p["job_id"]: p["pool"] for p in json.loads(capsys.readouterr().out)} == {"small": "small", "big": "big"}
+    assert main(["plan", str(tmp_path / "m.parquet"), *pools]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert {line.split(":")[0]: line.rsplit(" -> ", 1)[-1] for line in lines[:2]} == {"small": "pool small", "big": "pool big"}
+    assert lines[-2].startswith("pool small: 4 replica(s) of 1 GPU(s): 1 rows")
+    assert lines[-1].startswith("pool big: 1 replica(s) of 4 GPU(s) as 4 ranks (ulysses): 1 rows")

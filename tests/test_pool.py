@@ -90,3 +90,68 @@ def test_an_autoscaling_pool_grows_onto_a_node_that_joins_mid_run(tmp_path, tiny
     assert set(by_node) == {head, added}, by_node
     assert len({r["worker"] for r in rows if r["node_id"] == added}) >= 1
     assert len({r["worker"] for r in rows}) >= 2
+
+
+# -- pools routed by size (--pool) ---------------------------------------------------------------
+
+POOLS = ["small:replicas=4,gpus=1", "big:replicas=1,gpus=4,parallel=ulysses,min_pixels=1920x1088x121"]
+
+
+def test_a_row_goes_to_the_pool_with_the_largest_min_pixels_at_or_under_its_size():
+    from ltx_ray.batch.pool import route
+
+    pools = RunConfig(manifests=["m.parquet"], out="out", device="cuda", pool=POOLS).pool_list()
+    assert [(p.name, p.gpus, p.layout.ranks) for p in pools] == [("small", 1, 1), ("big", 4, 4)]
+    assert route(pools, 768, 512, 121).name == "small"
+    assert route(pools, 1920, 1088, 121).name == "big"  # at the threshold
+    assert route(pools, 3840, 2176, 121).name == "big"
+    assert route(pools, 1920, 1088, 113).name == "small"  # fewer frames: under it
+
+
+@pytest.mark.parametrize("pools,message", [
+    (["a:replicas=2", "a:min_pixels=100"], "pool names repeat"),
+    (["a:min_pixels=100"], "no pool takes rows under 100 pixels: leave min_pixels off one pool"),
+    (["a", "b"], "two pools share min_pixels"),
+    (["a:gpu=2"], "'gpu=2' in pool 'a:gpu=2': give key=value with a key among cpus, gpus, min_pixels, parallel, replicas"),
+    (["a:parallel=ring"], "parallel=ring runs one rank per GPU; give gpus=N (N >= 2)"),
+    (["a:gpus=3,parallel=cfg-ulysses"], "use an even rank count, not 3"),
+])
+def test_pools_that_leave_a_row_without_a_pool_or_cannot_start_are_refused_naming_the_fix(pools, message):
+    with pytest.raises(ValidationError) as info:
+        RunConfig(manifests=["m.parquet"], out="out", pool=pools)
+    assert message in str(info.value)
+
+
+def test_pools_replace_the_single_pool_flags_and_travel_through_submit():
+    from ltx_ray.cli import build_parser
+    from ltx_ray.commands.run import run_config_from_args
+    from ltx_ray.commands.submit import run_argv
+    from ltx_ray.errors import RunFatal
+
+    parser, _ = build_parser()
+    args = parser.parse_args(["run", "m.parquet", "--out", "o", "--device", "cuda", "--pool", POOLS[0], "--pool", POOLS[1]])
+    config = run_config_from_args(args, args.manifests)
+    assert [str(p) for p in config.pool] == ["small:replicas=4,gpus=1", "big:replicas=1,gpus=4,parallel=ulysses,min_pixels=252764160"]
+    assert RunConfig.model_validate(config.model_dump()).pool_list() == config.pool_list()  # a recipe / submit round trip
+    args = parser.parse_args(["submit", "m.parquet", "--out", "o", "--address", "http://h:8265", "--pool", POOLS[0],
+                              "--pool", POOLS[1]])
+    assert run_argv(args, args.manifests)[-4:] == ["--pool", "small:replicas=4,gpus=1", "--pool",
+                                                  "big:replicas=1,gpus=4,parallel=ulysses,min_pixels=252764160"]
+    args = parser.parse_args(["run", "m.parquet", "--out", "o", "--pool", POOLS[0], "--replicas", "2"])
+    with pytest.raises(RunFatal, match="--pool gives each pool its replicas, gpus and parallel: leave --replicas"):
+        run_config_from_args(args, args.manifests)
+
+
+def test_parallel_needs_a_whole_number_of_ranks_and_on_the_cpu_claims_no_gpu():
+    from ltx_ray.cli import build_parser
+    from ltx_ray.commands.run import run_config_from_args
+    from ltx_ray.errors import RunFatal
+
+    parser, _ = build_parser()
+    args = parser.parse_args(["run", "m.parquet", "--out", "o", "--parallel", "ulysses"])
+    with pytest.raises(RunFatal, match="give --gpus-per-replica N, a whole N >= 2"):
+        run_config_from_args(args, args.manifests)
+    args = parser.parse_args(["run", "m.parquet", "--out", "o", "--device", "cpu", "--gpus-per-replica", "2",
+                              "--parallel", "ulysses"])
+    (pool,) = run_config_from_args(args, args.manifests).pool_list()
+    assert (pool.layout.mode, pool.layout.ranks, pool.claimed_gpus("cpu"), pool.claimed_gpus("cuda")) == ("ulysses", 2, 0, 2)

@@ -23,7 +23,9 @@ class RunTotals(BaseModel):
 class Progress:
     """Counts finished jobs and prints one line per job: done / failed / left and an ETA."""
 
-    def __init__(self, total: int, replicas: int, gpus_per_replica: float, log: Callable[[str], None]):
+    def __init__(self, total: int, replicas: int, gpus_per_replica: float | dict[str | None, float],
+                 log: Callable[[str], None]):
+        """``gpus_per_replica``: one number, or by pool name (``None`` for a run without --pool)."""
         self.total = total
         self.replicas = replicas
         self.gpus_per_replica = gpus_per_replica
@@ -43,7 +45,9 @@ class Progress:
         for stage, seconds in timings.items():
             self._stages[stage] += seconds
         self.totals.replica_seconds += sum(timings.values())
-        self.totals.gpu_seconds += (timings.get("generate") or 0.0) * self.gpus_per_replica
+        gpus = self.gpus_per_replica
+        gpus = gpus.get(row.get("pool"), 0.0) if isinstance(gpus, dict) else gpus
+        self.totals.gpu_seconds += (timings.get("generate") or 0.0) * gpus
         self.totals.stage_seconds = {k: round(v, 3) for k, v in self._stages.items()}
         done = self.totals.succeeded + self.totals.failed
         left = self.total - done

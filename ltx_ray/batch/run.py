@@ -11,9 +11,9 @@ from typing import Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
-from ltx_ray.batch.pool import Replicas
+from ltx_ray.batch.pool import Pool, Replicas, check_pools, route
 from ltx_ray.batch.progress import Progress
 from ltx_ray.engine.weights import check_companions, resolve_model
 from ltx_ray.errors import PrecisionError, ReplicaStartFailed
@@ -21,6 +21,7 @@ from ltx_ray.job.build import ATTENTION_HELP, Attention, check_attention, check_
 from ltx_ray.job.record import new_run_id, now
 from ltx_ray.products.report import write_report
 from ltx_ray.schema.levers import LeverFlags
+from ltx_ray.schema.parallel import PARALLEL_HELP, Parallel, ParallelMode
 from ltx_ray.schema.profiles import default_dtype, precision_problem
 from ltx_ray.schema.job import Job
 from ltx_ray.schema.results import ResultRow, job_hash, recipe, recipe_changes
@@ -53,8 +54,20 @@ class RunConfig(LeverFlags):
         "MIN and adds actors while every one is busy and jobs wait, as far as the cluster has room (nodes that join), up "
         "to MAX, and lets idle ones go when the jobs run out",
     )
-    gpus_per_replica: float = Field(default=0, ge=0, description="GPUs each replica owns (its components are placed over them)")
+    gpus_per_replica: float = Field(default=0, ge=0, description="GPUs each replica owns: its components are placed "
+                                    "over them, or with --parallel each runs one rank of the replica")
     cpus_per_replica: float = Field(default=1, gt=0, description="CPUs each replica reserves in Ray's scheduler")
+    parallel: ParallelMode = Field(default="none", description=f"With --gpus-per-replica N, {PARALLEL_HELP}: a replica "
+                                   "is N ranks, one per GPU (with --device cpu, N CPU ranks claiming no GPU). A latency "
+                                   "tool: every rank holds the whole model")
+    pool: list[Pool] = Field(
+        default_factory=list,
+        description="One pool of replicas (repeat for each), rows routed to them by size, as "
+        "NAME:replicas=N,gpus=G,parallel=MODE,min_pixels=WxHxF (e.g. small:replicas=4,gpus=1 and "
+        "big:gpus=4,parallel=ulysses,min_pixels=1920x1088x121): a row goes to the "
+        "pool with the largest min_pixels at or under its width x height x frames. Replaces --replicas, "
+        "--gpus-per-replica and --parallel",
+    )
     attention: Attention = Field(default="native", description=ATTENTION_HELP)
     offload: Literal["auto", "none", "model", "group"] = Field(
         default="auto", description="none: the model must fit the replica's GPUs; model / group: CPU offloading for "
@@ -75,6 +88,29 @@ class RunConfig(LeverFlags):
     resources_per_replica: dict[str, float] = Field(
         default_factory=dict, description="Custom Ray resources each replica claims, e.g. {'sim_gpu': 1} or an accelerator label"
     )
+
+    @model_validator(mode="after")
+    def _layout(self):
+        if self.pool:
+            check_pools(self.pool)
+            if self.replicas != Replicas(min=1, max=1) or self.gpus_per_replica or self.parallel != "none":
+                raise ValueError("--pool gives each pool its replicas, gpus and parallel: leave --replicas, "
+                                 "--gpus-per-replica and --parallel off")
+        elif self.parallel != "none":
+            if self.gpus_per_replica < 2 or not float(self.gpus_per_replica).is_integer():
+                raise ValueError(f"--parallel {self.parallel} runs one rank per GPU of a replica: give "
+                                 "--gpus-per-replica N, a whole N >= 2 (with --device cpu: N CPU ranks)")
+            Parallel(mode=self.parallel, ranks=int(self.gpus_per_replica))  # cfg-ulysses: an even count
+        return self
+
+    def pool_list(self) -> list[Pool]:
+        """The run's pools: its --pool flags (a pool without gpus gets 1 on cuda, 0 on cpu), else one
+        pool of --replicas replicas of --gpus-per-replica GPUs."""
+        if not self.pool:
+            return [Pool(name="default", replicas=self.replicas, gpus=self.gpus_per_replica, cpus=self.cpus_per_replica,
+                         parallel=self.parallel)]
+        fallback = 1.0 if self.device.startswith("cuda") else 0.0
+        return [p if p.gpus is not None else p.model_copy(update={"gpus": fallback}) for p in self.pool]
 
 
 class RunSummary(BaseModel):
@@ -134,18 +170,18 @@ def run(config: RunConfig, log=print) -> RunSummary:
     log(f"run {run_id}: {len(manifest.jobs) + len(manifest.invalid)} rows, {len(pending)} to generate, "
         f"{skipped} already done, {len(manifest.invalid)} invalid")
 
-    # 4. Generate on Ray: longest jobs first so no replica finishes the run alone.
-    progress = Progress(len(pending), config.replicas.max, config.gpus_per_replica, log)
+    # 4. Generate on Ray: longest jobs first so no replica finishes the run alone; each job on its pool.
+    pools = config.pool_list()
+    gpus = {p.name if config.pool else None: p.claimed_gpus(config.device) for p in pools}
+    progress = Progress(len(pending), sum(p.replicas.max for p in pools), gpus, log)
     if pending:
         # The key counts guidance passes too: a guided 40-step job costs 15x a distilled 8-step
         # one of the same size, not 5x, and a misordered long job ends the run alone.
         pending = sorted(pending, key=lambda j: j.denoise_cost, reverse=True)
-        jobs_uri, fs = _write_jobs_file(store, run_id, pending)
-        # An autoscaling pool is sized by its MAX here: the fewest jobs per replica it may reach.
-        in_flight = config.tasks_in_flight_per_replica or auto_tasks_in_flight(len(pending), config.replicas.max)
-        log(f"generating on {config.replicas.describe()}, {in_flight} job(s) in flight on each")
+        routes = [route(pools, j.width, j.height, j.num_frames).name for j in pending]
+        jobs_uri, fs = _write_jobs_file(store, run_id, pending, routes)
         seen: set[str] = set()
-        for row in _generate_on_ray(config, run_id, jobs_uri, fs, len(pending), in_flight, len(manifest.invalid)):
+        for row in _generate_on_ray(config, pools, run_id, jobs_uri, fs, routes, len(manifest.invalid), log):
             if row["job_id"] in seen:  # a block Ray Data ran again after losing a replica: counted once
                 continue
             row["timings"] = json.loads(row["timings"]) if row["timings"] else {}
@@ -174,7 +210,7 @@ def run(config: RunConfig, log=print) -> RunSummary:
     )
     summary.report_uri = write_report(
         store, run_id, job_ids={j.job_id for j in manifest.jobs} | {r.key for r in manifest.invalid},
-        gpus_per_job=config.gpus_per_replica, gpu_hour_usd=config.gpu_hour_usd, summary=summary.model_dump(),
+        gpus_per_job=gpus if config.pool else gpus[None], gpu_hour_usd=config.gpu_hour_usd, summary=summary.model_dump(),
     )
     store.put(f"_runs/{run_id}/summary.json", summary.model_dump_json(indent=2).encode())
     log(f"done: {summary.succeeded} succeeded, {summary.failed} failed, {summary.invalid} invalid, "
@@ -235,11 +271,11 @@ def _not_yet_done(store: OutputStore, jobs, model) -> tuple[list, dict[str, list
     return pending, changes
 
 
-def _write_jobs_file(store: OutputStore, run_id: str, jobs) -> tuple[str, object]:
-    """The resolved jobs of this run, for Ray Data to read (and for people to audit)."""
+def _write_jobs_file(store: OutputStore, run_id: str, jobs, pools: list[str]) -> tuple[str, object]:
+    """The resolved jobs of this run and the pool of each, for Ray Data to read (and for people to audit)."""
     from pyarrow.fs import FSSpecHandler, PyFileSystem
 
-    table = pa.table({"job_id": [j.job_id for j in jobs], "job": [j.model_dump_json() for j in jobs]})
+    table = pa.table({"job_id": [j.job_id for j in jobs], "job": [j.model_dump_json() for j in jobs], "pool": pools})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     name = f"_runs/{run_id}/jobs.parquet"
@@ -249,8 +285,8 @@ def _write_jobs_file(store: OutputStore, run_id: str, jobs) -> tuple[str, object
     return store.path(name), PyFileSystem(FSSpecHandler(store.fs))
 
 
-def _generate_on_ray(config: RunConfig, run_id: str, jobs_uri: str, filesystem, num_jobs: int, in_flight: int,
-                     invalid: int):
+def _generate_on_ray(config: RunConfig, pools: list[Pool], run_id: str, jobs_uri: str, filesystem, routes: list[str],
+                     invalid: int, log):
     import ray
     from ray.data import DataContext
 
@@ -273,14 +309,27 @@ def _generate_on_ray(config: RunConfig, run_id: str, jobs_uri: str, filesystem, 
             engine=config.engine, runner=config.runner,
             offload=config.offload, attention=config.attention, **config.lever_flags(),
             # On CPU a replica's torch may use its share of the node's cores, not just the
-            # one CPU it reserves for Ray's scheduler (OMP_NUM_THREADS, when set, is the cap).
-            torch_threads=cpu_threads(config.replicas.max) if config.device == "cpu" else None,
+            # one CPU it reserves for Ray's scheduler (OMP_NUM_THREADS, when set, is the cap);
+            # every rank of a replica is a process of its own.
+            torch_threads=cpu_threads(sum(p.replicas.max * p.layout.ranks for p in pools)) if config.device == "cpu" else None,
         )
-        ds = build_dataset(
-            jobs_uri, filesystem, num_jobs, worker,
-            replicas=config.replicas, gpus_per_replica=config.gpus_per_replica, cpus_per_replica=config.cpus_per_replica,
-            resources_per_replica=config.resources_per_replica, tasks_in_flight=in_flight,
-        )
+        # One map_batches per pool, over that pool's rows; their result rows are one stream.
+        plans = []
+        for pool in pools:
+            count = routes.count(pool.name)
+            if not count:
+                continue  # no replica starts for a pool no row needs
+            # An autoscaling pool is sized by its MAX here: the fewest jobs per replica it may reach.
+            in_flight = config.tasks_in_flight_per_replica or auto_tasks_in_flight(count, pool.replicas.max)
+            log(f"generating on {pool.describe(named=bool(config.pool))}: {count} job(s), {in_flight} in flight on each")
+            plans.append(build_dataset(
+                jobs_uri, filesystem, count, worker.model_copy(update={"parallel": pool.layout,
+                                                                       "pool": pool.name if config.pool else None}),
+                replicas=pool.replicas, gpus_per_replica=pool.claimed_gpus(config.device),
+                cpus_per_replica=pool.cpus or config.cpus_per_replica, resources_per_replica=config.resources_per_replica,
+                tasks_in_flight=in_flight, pool=pool.name if len(pools) > 1 else None,
+            ))
+        ds = plans[0].union(*plans[1:]) if len(plans) > 1 else plans[0]
         try:
             yield from ds.iter_rows()
         except ray.exceptions.RayActorError as exc:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ltx_ray.batch.pool import Replicas
     from ltx_ray.job.build import RunnerSpec
 
-RESULT_COLUMNS = ("job_id", "status", "error", "error_stage", "video_uri", "duration_s", "timings")
+RESULT_COLUMNS = ("job_id", "status", "error", "error_stage", "video_uri", "duration_s", "timings", "pool")
 
 
 class GenerationStage:
@@ -30,9 +30,11 @@ class GenerationStage:
         import ray
 
         from ltx_ray.batch.metrics import JobMetrics
-        from ltx_ray.job.build import RunnerSpec, build_runner
+        from ltx_ray.job.build import RunnerSpec
+        from ltx_ray.replica.group import start_replica
 
-        self.runner = build_runner(RunnerSpec.model_validate(config), node_id=ray.get_runtime_context().get_node_id())
+        # One rank, or rank 0 of a group (--parallel): either way one JobRunner, one row per job.
+        self.runner = start_replica(RunnerSpec.model_validate(config), node_id=ray.get_runtime_context().get_node_id())
         self.metrics = JobMetrics(gpus_per_replica)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
@@ -53,6 +55,7 @@ class GenerationStage:
             out["video_uri"].append(row.video_uri)
             out["duration_s"].append(row.duration_s)
             out["timings"].append(json.dumps(row.timings))
+            out["pool"].append(row.pool)
         if len(out["job_id"]) != len(batch["job"]):
             raise RuntimeError("generation stage must return exactly one row per job")
         return out
@@ -92,13 +95,17 @@ def build_dataset(
     cpus_per_replica: float,
     resources_per_replica: dict[str, float] | None = None,
     tasks_in_flight: int = 1,
+    pool: str | None = None,
 ):
-    """The Ray Data plan of a run, from the jobs file to result rows."""
+    """The Ray Data plan of a run (or of one ``pool``'s rows), from the jobs file to result rows."""
     import ray.data
+    from ray.data.expressions import col
 
     from ltx_ray.batch.pool import actor_pool
 
     ds = ray.data.read_parquet(jobs_uri, filesystem=filesystem)
+    if pool is not None:
+        ds = ds.filter(expr=col("pool") == pool)
     # A few thousand small rows are one block, and a block is never split across actors:
     # one block per row lets every actor take work (docs/batch.md, "Fan-out").
     ds = ds.repartition(num_blocks=max(1, num_jobs))

@@ -35,16 +35,23 @@ def add_model_flags(parser: argparse.ArgumentParser, model: type[BaseModel], nam
         elif typing.get_origin(kind) is list and typing.get_args(kind) == (str,):
             kwargs.update(action="append", default=None, metavar=name.upper().removesuffix("ES"))
             kwargs["help"] += " (repeat the flag for each)"
+        elif typing.get_origin(kind) is list and _is_model(item := typing.get_args(kind)[0]):  # --pool A --pool B
+            kwargs.update(action="append", default=None, type=_parsed_by(item))
+            kwargs["help"] += " (repeat the flag for each)"
         elif typing.get_origin(kind) is Literal:
             kwargs["choices"] = list(typing.get_args(kind))
         elif kind in (int, float):
             kwargs["type"] = kind
-        elif isinstance(kind, type) and issubclass(kind, BaseModel):
+        elif _is_model(kind):
             kwargs["type"] = _parsed_by(kind)
         elif kind is not str:
             raise TypeError(f"{model.__name__}.{name}: no command-line form for {field.annotation!r}")
         kwargs.update(overrides.get(name, {}))
         parser.add_argument("--" + name.replace("_", "-"), **kwargs)
+
+
+def _is_model(kind) -> bool:
+    return isinstance(kind, type) and issubclass(kind, BaseModel)
 
 
 def _parsed_by(model: type[BaseModel]):

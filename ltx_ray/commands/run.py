@@ -8,7 +8,8 @@ from ltx_ray.schema.levers import LEVER_FLAGS
 
 # The RunConfig fields every command that starts a run (run, submit, nightly) takes as flags.
 RUN_FLAGS = ["out", "model", "device", "dtype", "profile", "upsampler", "distilled_lora", "enhancer", "address", "replicas",
-             "gpus_per_replica", "cpus_per_replica", "offload", "attention", *LEVER_FLAGS, "force", "run_id", "gpu_hour_usd"]
+             "gpus_per_replica", "cpus_per_replica", "parallel", "pool", "offload", "attention", *LEVER_FLAGS, "force",
+             "run_id", "gpu_hour_usd"]
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -19,17 +20,24 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     # --gpus-per-replica: unset means 1 on cuda, 0 on cpu, decided once --device is known.
     add_model_flags(p, RunConfig, RUN_FLAGS, gpus_per_replica={"default": None, "help": "GPUs each replica owns; "
                                                                  "default 1 on cuda, 0 on cpu"},
-                    replicas={"metavar": "N|MIN:MAX"})
+                    replicas={"metavar": "N|MIN:MAX"},
+                    pool={"metavar": "NAME:replicas=N,gpus=G,parallel=MODE,min_pixels=WxHxF"})
 
 
 def run_config_from_args(args, manifests: list[str]):
+    from pydantic import ValidationError
+
     from ltx_ray.batch.run import RunConfig
     from ltx_ray.commands.flags import flag_values
+    from ltx_ray.errors import RunFatal
 
-    values = flag_values(args, RUN_FLAGS)
-    if values["gpus_per_replica"] is None:
-        values["gpus_per_replica"] = 1 if args.device.startswith("cuda") else 0
-    return RunConfig(manifests=manifests, **values)
+    values = flag_values(args, RUN_FLAGS, RunConfig)
+    if values["gpus_per_replica"] is None:  # with --pool, each pool says (RunConfig.pool_list)
+        values["gpus_per_replica"] = 1 if args.device.startswith("cuda") and not values.get("pool") else 0
+    try:
+        return RunConfig(manifests=manifests, **values)
+    except ValidationError as exc:  # flags that do not fit together: one line each, exit 2
+        raise RunFatal("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
 
 
 def add_parser(sub) -> str:

@@ -33,11 +33,17 @@ def add_parser(sub) -> str:
 
 
 def serve_args_from_cli(args):
+    from pydantic import ValidationError
+
     from ltx_ray.commands.flags import flag_values
+    from ltx_ray.errors import RunFatal
     from ltx_ray.serve.config import ServeArgs
 
     values = flag_values(args, serve_flags(), ServeArgs)
-    return ServeArgs(**values, api_keys=args.api_key, api_keys_file=args.api_key_file)
+    try:
+        return ServeArgs(**values, api_keys=args.api_key, api_keys_file=args.api_key_file)
+    except ValidationError as exc:  # flags that do not fit together: one line each, exit 2
+        raise RunFatal("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
 
 
 def main(args) -> int:

@@ -45,6 +45,8 @@ def run_argv(args, manifests: list[str]) -> list[str]:
                 argv.append(flag)
             elif isinstance(action, argparse.BooleanOptionalAction):  # --compile / --no-compile
                 argv.append(action.option_strings[0 if value else 1])
+            elif isinstance(action, argparse._AppendAction):  # --pool A --pool B
+                argv += [part for item in value for part in (flag, str(item))]
             else:
                 argv += [flag, str(value)]
     return argv

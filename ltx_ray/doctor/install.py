@@ -21,7 +21,7 @@ INSTALL_FIX = 'pip install -c requirements.lock -e ".[dev]" (from the repository
 # The modules a batch worker and a Serve replica import: the generation path, the engine
 # (torch + diffusers), storage and the HTTP layer. Importing the CLI alone proves none of them.
 WORKER_MODULES = ("ltx_ray.job.build", "ltx_ray.job.runner", "ltx_ray.engine.ltx2", "ltx_ray.engine.stages",
-                  "ltx_ray.storage.store", "ltx_ray.batch.stage", "ltx_ray.serve.app")
+                  "ltx_ray.storage.store", "ltx_ray.replica.group", "ltx_ray.batch.stage", "ltx_ray.serve.app")
 LTX2_PIPELINES = ("LTX2Pipeline", "LTX2ImageToVideoPipeline", "LTX2ConditionPipeline", "LTX2InContextPipeline",
                   "LTX2LatentUpsamplePipeline")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 from typing import Literal
 
 from pydantic import Field
@@ -12,6 +13,7 @@ from pydantic import Field
 from ltx_ray.engine.placement import OffloadMode, use_cpu_threads
 from ltx_ray.errors import RunFatal
 from ltx_ray.schema.levers import LeverFlags, Levers
+from ltx_ray.schema.parallel import Parallel
 
 # --attention (RunConfig and ServeArgs alike): the transformer's kernel, through diffusers'
 # attention dispatcher, and the package each kernel needs.
@@ -74,16 +76,38 @@ class RunnerSpec(LeverFlags):
     # few cores: a stand-in engine would still import torch and mux an mp4 per job, which
     # measures the benchmark machine instead of the schedule. The Ray Data plan is unchanged.
     runner: str | None = None
+    # How the replica splits a clip over its ranks (issue 18). With ranks > 1 every rank builds
+    # this spec's engine inside one process group (ltx_ray.replica.group); rank 0 alone writes.
+    parallel: Parallel = Parallel()
+    rank_timeout_s: float = Field(default=600.0, gt=0, description="Longest a rank may wait in a collective (or "
+                                  "for its peers' end of a job) before the replica counts as broken and is rebuilt")
+    pool: str | None = Field(default=None, description="The --pool this replica serves (recorded on its rows)")
 
 
-def build_runner(spec: RunnerSpec, node_id: str | None = None):
-    """Load the engine once and return the JobRunner (or the named stand-in) over it."""
+def build_runner(spec: RunnerSpec, node_id: str | None = None, lead=None):
+    """Load the engine once and return the JobRunner (or the named stand-in) over it.
+
+    ``lead``: for rank 0 of a replica of several ranks, a function that wraps the loaded
+    engine so that every generate call is handed to the other ranks too (``replica.group``).
+    """
     if spec.runner:
         return load_object(spec.runner)(config=spec, node_id=node_id)
 
-    from ltx_ray.engine.weights import resolve_model
     from ltx_ray.job.runner import JobRunner
     from ltx_ray.storage.store import OutputStore
+
+    model, engine = build_engine(spec)
+    if lead is not None:
+        engine = lead(engine)
+    return JobRunner(
+        engine, OutputStore(spec.out), model, device=spec.device, dtype=spec.dtype, run_id=spec.run_id, node_id=node_id,
+        parallel=spec.parallel, pool=spec.pool,
+    )
+
+
+def build_engine(spec: RunnerSpec):
+    """The resolved model and its loaded engine: all a rank other than 0 holds (it writes nothing)."""
+    from ltx_ray.engine.weights import resolve_model
 
     if spec.torch_threads:
         use_cpu_threads(spec.torch_threads)
@@ -92,15 +116,24 @@ def build_runner(spec: RunnerSpec, node_id: str | None = None):
     if spec.engine == "ltx2":
         from ltx_ray.engine.ltx2 import LTX2Engine
 
-        engine = LTX2Engine(model.path, device=spec.device, dtype=spec.dtype, profile=model.profile, offload=spec.offload,
-                            attention=spec.attention, levers=spec.levers(model.profile.levers),
-                            upsampler=model.upsampler, distilled_lora=model.distilled_lora,
-                            enhancer=model.enhancer)
+        factory = LTX2Engine
+        kwargs = dict(profile=model.profile, offload=spec.offload, attention=spec.attention,
+                      levers=spec.levers(model.profile.levers), upsampler=model.upsampler,
+                      distilled_lora=model.distilled_lora, enhancer=model.enhancer)
+        engine_args = (model.path,)
     else:
-        engine = load_object(spec.engine)(model=model, device=spec.device, dtype=spec.dtype)
-    return JobRunner(
-        engine, OutputStore(spec.out), model, device=spec.device, dtype=spec.dtype, run_id=spec.run_id, node_id=node_id
-    )
+        factory, kwargs, engine_args = load_object(spec.engine), {"model": model}, ()
+    if spec.parallel.ranks > 1:
+        # Until an engine takes `parallel=` (issue 18, the engine half), every rank computes
+        # the whole clip: slower than a split, but the same clip, so the group stays correct.
+        if _accepts(factory, "parallel"):
+            kwargs["parallel"] = spec.parallel
+    return model, factory(*engine_args, device=spec.device, dtype=spec.dtype, **kwargs)
+
+
+def _accepts(factory, name: str) -> bool:
+    params = inspect.signature(factory).parameters.values()
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 def load_object(spec: str):

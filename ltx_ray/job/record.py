@@ -118,9 +118,11 @@ def sidecar(job: Job, take: Any, uris: dict[str, str], runner: Any, ledger: Ledg
             {"uri": k.uri, "frame": k.frame, "effective_frame": job.landed_frame(k.frame)} for k in job.keyframes
         ],
         "qc": qc,
-        "generation": take.generation,
+        # parallel: the ranks this replica split the clip over (issue 18)
+        "generation": {**take.generation, "parallel": runner.parallel.model_dump()},
         "timings": ledger.timings,
         "run_id": runner.run_id,
+        "pool": runner.pool,
         "finished_at": now(),
     }
 

@@ -29,6 +29,7 @@ from ltx_ray.job.qc import QCReport, check_video
 from ltx_ray.schema.fields import stable_seed
 from ltx_ray.schema.job import Job
 from ltx_ray.schema.model import ResolvedModel
+from ltx_ray.schema.parallel import Parallel
 from ltx_ray.schema.results import ResultRow, hash_recipe, recipe
 from ltx_ray.storage.mux import MuxInfo, preview_webp, thumbnail_jpeg, write_mp4
 from ltx_ray.storage.results import write_result
@@ -69,6 +70,8 @@ class JobRunner:
         dtype: str,
         run_id: str,
         node_id: str | None = None,
+        parallel: Parallel = Parallel(),
+        pool: str | None = None,
     ):
         self.engine = engine
         self.store = store
@@ -78,6 +81,8 @@ class JobRunner:
         self.run_id = run_id
         self.versions = record.package_versions()
         self.node_id = node_id
+        self.parallel = parallel  # the replica's ranks (its sidecars' generation.parallel)
+        self.pool = pool  # the --pool whose replica this is (its rows' pool)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         # One job at a time on the engine. With two jobs in flight on a replica
         # (RunConfig.tasks_in_flight_per_replica=2) the next job fetches its inputs and
@@ -183,7 +188,7 @@ class JobRunner:
         return dict(
             job_id=job.job_id, task=job.task, seed=job.seed, model=self.model.model_id, metadata=job.metadata,
             passthrough=job.passthrough, job_hash=hash_recipe(spec), recipe=json.dumps(spec, sort_keys=True),
-            run_id=self.run_id, node_id=self.node_id, worker=self.worker,
+            run_id=self.run_id, node_id=self.node_id, worker=self.worker, pool=self.pool,
         )
 
     def _tags(self, job: Job) -> dict[str, str]:

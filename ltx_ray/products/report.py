@@ -45,7 +45,7 @@ def build_report(
     run_id: str,
     *,
     job_ids: set[str] | None = None,
-    gpus_per_job: float = 1.0,
+    gpus_per_job: float | dict[str, float] = 1.0,
     gpu_hour_usd: float | None = None,
     summary: dict[str, Any] | None = None,
 ) -> tuple[str, ReportTotals]:
@@ -65,7 +65,11 @@ def build_report(
 
     mine = [r for r in rows if r["run_id"] == run_id]
     replica_s = sum(sum(dict(r["timings"] or []).values()) for r in mine)
-    gpu_s = sum(dict(r["timings"] or []).get("generate", 0.0) for r in mine) * gpus_per_job
+
+    def gpus(row: dict) -> float:  # a run of several pools (--pool): each row at its pool's GPUs per replica
+        return gpus_per_job.get(row["pool"], 0.0) if isinstance(gpus_per_job, dict) else gpus_per_job
+
+    gpu_s = sum(dict(r["timings"] or []).get("generate", 0.0) * gpus(r) for r in mine)
     totals = ReportTotals(
         jobs=len(rows),
         succeeded=sum(r["status"] == "succeeded" for r in rows),

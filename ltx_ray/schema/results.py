@@ -68,6 +68,7 @@ class ResultRow(BaseModel):
     )
     node_id: str | None = Field(default=None, description="Ray node that generated the job")
     worker: str | None = Field(default=None, description="host:pid of the worker process")
+    pool: str | None = Field(default=None, description="The --pool whose replica generated the job (routed by its size)")
     run_id: str | None = None
     finished_at: str | None = None
 

@@ -36,7 +36,8 @@ class Generator:
     def __init__(self, args: ServeArgs):
         import ray
 
-        from ltx_ray.job.build import RunnerSpec, build_runner
+        from ltx_ray.job.build import RunnerSpec
+        from ltx_ray.replica.group import start_replica
         from ltx_ray.schema.profiles import default_dtype
         from ltx_ray.serve.jobs import StoreJobStore
         from ltx_ray.serve.worker import VideoWorker
@@ -47,9 +48,10 @@ class Generator:
             dtype=args.dtype or default_dtype(args.device), profile=args.profile, run_id=args.run_id,
             upsampler=args.upsampler, distilled_lora=args.distilled_lora, enhancer=args.enhancer,
             torch_threads=args.torch_threads, offload=args.offload, attention=args.attention, engine=args.engine,
-            **args.lever_flags(),
+            parallel=args.layout, **args.lever_flags(),
         )
-        runner = build_runner(spec, node_id=ray.get_runtime_context().get_node_id())
+        # One rank, or rank 0 of a group of ranks (--parallel): the batch path's replica either way.
+        runner = start_replica(spec, node_id=ray.get_runtime_context().get_node_id())
         self.worker = VideoWorker(jobs, runner, runner.model.profile, lease_s=args.lease_s)
 
     def run(self, video_id: str, attempt: int) -> str:
@@ -92,7 +94,7 @@ def build_app(args: ServeArgs) -> Application:
     args = args.model_copy(update={"run_id": args.run_id or new_run_id("serve-")})
     generator = Generator.options(
         **generator_replicas(args),
-        ray_actor_options={"num_gpus": args.gpus_per_replica, "num_cpus": args.cpus_per_replica},
+        ray_actor_options={"num_gpus": args.claimed_gpus, "num_cpus": args.cpus_per_replica},
     ).bind(args)
     return VideosIngress.options(num_replicas=args.ingress_replicas).bind(args, generator)
 

@@ -11,10 +11,11 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 
-from ltx_ray.schema.replicas import Replicas
 from ltx_ray.job.build import ATTENTION_HELP, Attention
 from ltx_ray.schema.fields import MAX_PROMPT_CHARS
 from ltx_ray.schema.levers import LeverFlags
+from ltx_ray.schema.parallel import PARALLEL_HELP, Parallel, ParallelMode
+from ltx_ray.schema.replicas import Replicas
 
 
 class ServeArgs(LeverFlags):
@@ -46,8 +47,11 @@ class ServeArgs(LeverFlags):
     downscale_delay_s: float = Field(default=300.0, ge=0, description="With replicas MIN:MAX: how long a generator "
                                      "replica stays idle before it goes.")
     gpus_per_replica: float | None = Field(default=None, ge=0, description="GPUs reserved by each generator replica; "
-                                           "default 1 with a cuda device, 0 on cpu.")
+                                           "default 1 with a cuda device, 0 on cpu. Its components are placed over them, or with "
+                                           "--parallel each runs one rank.")
     cpus_per_replica: float = Field(default=1, ge=0, description="CPUs reserved by each generator replica.")
+    parallel: ParallelMode = Field(default="none", description=f"With --gpus-per-replica N, {PARALLEL_HELP}: a replica "
+                                   "is N ranks, one per GPU (with --device cpu, N CPU ranks claiming no GPU).")
     torch_threads: int | None = Field(default=None, ge=1, description="Torch CPU threads per replica; default all cores.")
     attention: Attention = Field(default="native", description=ATTENTION_HELP)
     offload: Literal["auto", "none", "model", "group"] = Field(
@@ -96,3 +100,21 @@ class ServeArgs(LeverFlags):
                              "an ingress replica renews its leases once a sweep, so they would run out under it; "
                              f"raise lease_s to at least {3 * self.watch_interval_s:g}")
         return self
+
+    @model_validator(mode="after")
+    def _ranks_fit(self):
+        if self.parallel != "none" and (self.gpus_per_replica < 2 or not float(self.gpus_per_replica).is_integer()):
+            raise ValueError(f"--parallel {self.parallel} runs one rank per GPU of a replica: give --gpus-per-replica N, "
+                             "a whole N >= 2 (with --device cpu: N CPU ranks)")
+        self.layout  # cfg-ulysses: an even count
+        return self
+
+    @property
+    def layout(self) -> Parallel:
+        """How a replica splits a clip: one rank per GPU with --parallel, else one rank."""
+        return Parallel(mode=self.parallel, ranks=int(self.gpus_per_replica) if self.parallel != "none" else 1)
+
+    @property
+    def claimed_gpus(self) -> float:
+        """GPUs a replica claims from Ray: none for a CPU group of ranks (--device cpu runs the same app)."""
+        return 0.0 if self.parallel != "none" and not self.device.startswith("cuda") else self.gpus_per_replica

@@ -132,3 +132,20 @@ def test_two_jobs_in_flight_only_where_replicas_have_many_jobs_because_few_jobs_
     assert list_schedule([5, 1, 1, 1], 2) == 5
     assert two_in_flight_schedule([5, 1, 1, 1], 2) == 6
     assert auto_tasks_in_flight(31, 2) == 1 and auto_tasks_in_flight(32, 2) == 2
+
+
+def test_the_parallel_benchmark_reports_each_clip_on_one_and_two_ranks_with_speedup_and_efficiency(model_cache):
+    """bench/gpu_parallel.py's CPU path: the tiny model on 1 and 2 gloo ranks (Ulysses), as it
+    runs on 1, 2 and 4 cards of a GPU machine; the figures are this machine's, not asserted."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "bench/gpu_parallel.py", "--device", "cpu", "--steps", "2", "--json"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = last_json_line(proc.stdout)
+    assert (r["bench"], r["model"], r["not_run"]) == ("gpu_parallel", "tiny", [])
+    assert set(r["clips"]) == {"256x160x17", "256x192x9 two-stage"}
+    for row in r["clips"].values():
+        assert set(row) == {"1:none", "2:ulysses"}
+        assert row["1:none"]["speedup"] == 1.0
+        two = row["2:ulysses"]
+        assert two["s_per_clip"] > 0 and two["efficiency"] == round(two["speedup"] / 2, 3)

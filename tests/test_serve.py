@@ -1,7 +1,6 @@
 """The /v1/videos endpoint on Ray Serve, driven by the real ``openai`` client over loopback.
 
-One app on the session's local Ray (tiny model, CPU) serves every test in file order; the
-last tests restart it. Media stay tiny (256x160, 17 frames, 4 steps) so the module runs in
+One app on the session's local Ray (tiny model, CPU) serves every test in file order. Media stay tiny (256x160, 17 frames, 4 steps) so the module runs in
 about two minutes on an idle 2-core machine.
 """
 
@@ -402,40 +401,6 @@ def test_urls_to_local_files_or_non_public_addresses_are_never_fetched(endpoint,
     assert info.value.body["param"].startswith(field if field != "keyframes" else "keyframes[0]")
 
 
-# -- durability --------------------------------------------------------------------------
-
-
-def test_a_replica_killed_mid_job_leaves_the_job_requeued_and_completed(endpoint):
-    import ray
-
-    client = endpoint.client()
-    video = client.videos.create(prompt="doomed worker", size="256x160", extra_body={"num_frames": 17, "num_inference_steps": 8})
-    wait_until(client, video.id, ("in_progress",))
-    replicas = [a for a in ray.util.list_named_actors(all_namespaces=True) if "Generator" in a["name"]]
-    assert len(replicas) == 1
-    ray.kill(ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"]), no_restart=True)
-    final = wait_until(client, video.id)
-    # Re-queued once (max_attempts=2) onto the replacement replica.
-    assert (final.status, final.model_extra["attempt"]) == ("completed", 2), final
-
-
-def test_jobs_survive_an_app_restart_and_an_interrupted_job_finishes_after_it(endpoint):
-    from ray import serve
-
-    client = endpoint.client()
-    done = client.videos.create_and_poll(prompt="kept", size="64x64", extra_body={"num_frames": 9}, poll_interval_ms=50).id
-    before = {v.id: v.status for v in client.videos.list(limit=100)}
-    # Whether the restart cuts this job off or its 5 s graceful shutdown lets it finish
-    # depends on the machine's speed; either way it must end completed. (The re-queue of a
-    # cut-off job is pinned down in test_serve_rules.py.)
-    interrupted = client.videos.create(prompt="cut off by a restart", size="256x160",
-                                       extra_body={"num_frames": 17, "num_inference_steps": 8})
-    wait_until(client, interrupted.id, ("in_progress",))
-    serve.delete(APP)
-    start_app(endpoint.args.model_copy(update={"api_keys": [], "api_keys_env": None}))
-    client = endpoint.client("any-key-now")  # the restarted app was started without keys
-    after = {v.id: v for v in client.videos.list(limit=100)}
-    assert set(before) | {interrupted.id} == set(after)
-    assert probe(client.videos.download_content(done).read()).video_codec == "h264"
-    final = wait_until(client, interrupted.id)
-    assert final.status == "completed"
+# Durability (a generator replica killed mid-job, an ingress replica killed, the whole app
+# killed and started again on the same store) is tested with SIGKILLs in test_serve_chaos.py;
+# the queue's rules with fake generators in test_serve_queue.py.

@@ -37,8 +37,11 @@ pytestmark = pytest.mark.e2e
 REQUESTS = 50
 KEY = "chaos-key"
 GUARD_S = 900  # against a hung test; not a performance assertion
-JOB = {"prompt": "a red cup on a table", "size": "64x64"}
-EXTRA = {"num_frames": 9, "num_inference_steps": 2}
+JOB = {"prompt": "a red cup on a table", "size": "64x64", "extra_body": {"num_frames": 9, "num_inference_steps": 2}}
+# One request long enough to be caught running (seconds, not a fraction of one): its generator
+# replica is the one killed.
+LONG = 0
+LONG_JOB = {"prompt": "a red cup on a table", "size": "256x160", "extra_body": {"num_frames": 17, "num_inference_steps": 60}}
 FLAGS = ["--ingress-replicas", "2", "--replicas", "1:2", "--upscale-delay-s", "1", "--cpus-per-replica", "0.5",
          "--torch-threads", "1", "--lease-s", "3", "--watch-interval-s", "1", "--max-pending-jobs", "100",
          "--poll-after-ms", "200", "--api-key", KEY]
@@ -97,9 +100,13 @@ class Client:
     def __init__(self, base: str):
         self.statuses: collections.Counter = collections.Counter()
         self.bad: list[str] = []
+        self.sent = 0  # HTTP requests sent, the SDK's own retries included
         self.refused = 0  # calls that got no HTTP answer at all, even after the SDK's retries
-        self.http = httpx.Client(timeout=60, event_hooks={"response": [self._seen]})
+        self.http = httpx.Client(timeout=60, event_hooks={"request": [self._sent], "response": [self._seen]})
         self.api = OpenAI(base_url=base, api_key=KEY, max_retries=6, http_client=self.http)
+
+    def _sent(self, _request: httpx.Request) -> None:
+        self.sent += 1
 
     def _seen(self, response: httpx.Response) -> None:
         self.statuses[response.status_code] += 1
@@ -118,6 +125,14 @@ class Client:
                 self.refused += 1
                 assert time.monotonic() < deadline, "the endpoint never came back"
                 time.sleep(1)
+
+
+def _running_on(store: StoreJobStore, video_id: str) -> int | None:
+    """The pid of the generator replica running the job (its record names host:pid), or None."""
+    record = store.get(video_id)
+    if record is None or record.status != "in_progress" or not record.worker:
+        return None
+    return int(record.worker.rsplit(":", 1)[1])
 
 
 def completed_ids(store: StoreJobStore) -> set[str]:
@@ -147,7 +162,7 @@ def test_fifty_requests_survive_killed_replicas_and_a_killed_app_each_completed_
                 # At most 12 jobs ahead of the generators, so requests keep arriving through every kill.
                 while i - len(completed_ids(jobs)) > 12:
                     time.sleep(0.2)
-                video = client.call(client.api.videos.create, **JOB, extra_body=EXTRA,
+                video = client.call(client.api.videos.create, **(LONG_JOB if i == LONG else JOB),
                                     extra_headers={"Idempotency-Key": f"chaos-{i}"})
                 accepted[i] = video.id
 
@@ -162,13 +177,15 @@ def test_fifty_requests_survive_killed_replicas_and_a_killed_app_each_completed_
         poller = threading.Thread(target=poll_all, name="poller")
         submitter.start()
         poller.start()
-        # Generators scale on the queue: a second replica starts while jobs wait.
-        wait_for(lambda: len(app.replicas("Generator")) == 2, "a second generator replica on a full queue")
-        wait_for(lambda: len(completed_ids(jobs)) >= 8, "8 jobs completed")
+        wait_for(lambda: LONG in accepted and _running_on(jobs, accepted[LONG]), "the long job running")
         app.replicas("VideosIngress")[0].kill()
         kills.append("ingress replica")
-        app.replicas("Generator")[0].kill()
+        running_on = _running_on(jobs, accepted[LONG])
+        assert running_on in [p.pid for p in app.replicas("Generator")]
+        os.kill(running_on, signal.SIGKILL)  # the generator replica in the middle of the long job
         kills.append("generator replica")
+        # Generators scale on the queue: a second replica starts while jobs wait.
+        wait_for(lambda: len(app.replicas("Generator")) >= 2, "a second generator replica on a full queue")
         wait_for(lambda: len(completed_ids(jobs)) >= 25, "25 jobs completed")
         app.kill()
         kills.append("whole app")
@@ -194,12 +211,15 @@ def test_fifty_requests_survive_killed_replicas_and_a_killed_app_each_completed_
     rerun = sorted(r.attempt for r in records.values() if r.attempt > 1)
     print(f"\nchaos: requests={REQUESTS} accepted={len(accepted)} kills={kills} lost={len(lost)} "
           f"duplicated={len(orphans)} re-run after a kill={len(rerun)} wall={wall:.0f}s statuses={dict(client.statuses)} "
-          f"calls unanswered while the app was down={client.refused}")
+          f"requests without an answer (connection refused or cut, retried)={client.sent - sum(client.statuses.values())}")
     assert len(accepted) == REQUESTS and not lost and not orphans
     assert not client.bad, client.bad
+    # The job whose generator was killed under it ran again, once, on another replica.
+    assert (finals[LONG].status, finals[LONG].model_extra["attempt"]) == ("completed", 2)
     assert len(media) == REQUESTS
-    streams = {(m.video_codec, m.audio_codec, m.num_frames) for m in media.values()}
-    assert streams == {("h264", "aac", EXTRA["num_frames"])}
+    streams = {(m.video_codec, m.audio_codec, m.num_frames) for video_id, m in media.items() if video_id != accepted[LONG]}
+    assert streams == {("h264", "aac", 9)}
+    assert (media[accepted[LONG]].width, media[accepted[LONG]].num_frames) == (256, 17)
 
 
 def _wait_completed(client: Client, video_id: str):

@@ -96,15 +96,6 @@ class Dispatcher:
 
     # -- the sweep -------------------------------------------------------------------------
 
-    async def watch(self) -> None:
-        """Forever: renew this replica's leases, and take back jobs whose holder went silent."""
-        while True:
-            await asyncio.sleep(self.args.watch_interval_s)
-            try:
-                await self.sweep()
-            except Exception:  # noqa: BLE001 - the watcher must outlive a store hiccup
-                log.exception("job watcher: sweep failed")
-
     async def sweep(self) -> None:
         now = time.time()
         elsewhere = 0

@@ -90,7 +90,7 @@ class fake_generator:
         if self.dead:
             await asyncio.Event().wait()  # a request stuck in a dead replica's queue
         claimed = self.store.change(video_id, lambda r: r.model_copy(update={
-            "status": "in_progress", **held(r, self.holder, self.lease_s)})
+            "status": "in_progress", **held(self.holder, self.lease_s)})
             if r.status == "queued" and r.attempt == attempt else None)
         if claimed is None:
             return "skipped"

@@ -60,7 +60,7 @@ class Dispatcher:
 
     def lease(self) -> dict:
         """The dispatch lease of a job this replica is about to dispatch."""
-        return {"lease_owner": self.holder, "lease_expires_at": time.time() + self.args.lease_s}
+        return held(self.holder, self.args.lease_s)
 
     # -- dispatch --------------------------------------------------------------------------
 
@@ -145,7 +145,7 @@ class Dispatcher:
         def edit(record: JobRecord) -> JobRecord | None:
             if record.status != "queued" or record.attempt != attempt or not expired(record, time.time()):
                 return None
-            return record.model_copy(update=held(record, self.holder, self.args.lease_s))
+            return record.model_copy(update=held(self.holder, self.args.lease_s))
 
         return edit
 
@@ -159,7 +159,7 @@ class Dispatcher:
                 return None
             if attempt < max_attempts:
                 return record.model_copy(update={"status": "queued", "progress": 0, "attempt": attempt + 1,
-                                                 **held(record, self.holder, self.args.lease_s)})
+                                                 **held(self.holder, self.args.lease_s)})
             error = VideoError(code="worker_died", message=f"{cause}; attempt {attempt} of {max_attempts}, no retry left")
             return record.model_copy(update={"status": "failed", "completed_at": int(time.time()), "error": error,
                                              "lease_owner": None, "lease_expires_at": None})

@@ -26,7 +26,7 @@ def expired(record: JobRecord, now: float) -> bool:
     return record.lease_expires_at is None or record.lease_expires_at <= now
 
 
-def held(record: JobRecord, holder: str, lease_s: float) -> dict:
+def held(holder: str, lease_s: float) -> dict:
     """The fields that give ``holder`` the job for ``lease_s`` from now."""
     return {"lease_owner": holder, "lease_expires_at": time.time() + lease_s}
 
@@ -37,7 +37,7 @@ def renewal(holder: str, attempt: int, lease_s: float):
     def edit(record: JobRecord) -> JobRecord:
         if record.attempt != attempt or record.lease_owner != holder:
             raise JobAbandoned(f"video {record.id}: attempt {attempt} is no longer held by {holder}")
-        return record.model_copy(update=held(record, holder, lease_s))
+        return record.model_copy(update=held(holder, lease_s))
 
     return edit
 

@@ -48,7 +48,7 @@ class VideoWorker:
             if record.attempt != attempt or record.status != "queued":
                 return None  # re-queued since, already claimed by another replica, or done
             return record.model_copy(update={"status": "in_progress", "progress": 0, "worker": self.runner.worker,
-                                             "progress_at": time.time(), **held(record, self.holder, self.lease_s)})
+                                             "progress_at": time.time(), **held(self.holder, self.lease_s)})
 
         record = self.jobs.change(video_id, claim)
         if record is None:
